@@ -1,0 +1,68 @@
+# bgjob — build, test, demo and sanitizer runs.
+#
+#   make demo      build everything and run the demo
+#   make test      build everything and run every test (Rust, C, C++ header check)
+#   make sanitize  run the C tests under valgrind memcheck (leaks and errors are fatal)
+
+CARGO    ?= cargo
+CC       ?= gcc
+CXX      ?= g++
+PROFILE  := release
+LIBDIR   := $(abspath target/$(PROFILE))
+BUILD    := build
+SO       := $(LIBDIR)/libbgjob.so
+HEADER   := include/bgjob.h
+CFLAGS   ?= -O1 -g
+CWARN    := -Wall -Wextra -Werror
+LINK     := -L$(LIBDIR) -Wl,-rpath,$(LIBDIR) -lbgjob -pthread
+C_TESTS  := $(patsubst tests/c/%.c,$(BUILD)/c/%,$(wildcard tests/c/test_*.c))
+# Per-program time limit: a hang is a failure, never a stuck CI.
+RUN      := timeout 300
+
+.PHONY: all build test test-rust test-c test-cpp demo sanitize clean
+
+all: build
+
+build:
+	$(CARGO) build --$(PROFILE) --lib
+
+$(SO) $(HEADER): build
+
+$(BUILD)/c/%: tests/c/%.c tests/c/check.h $(HEADER) | build
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(CWARN) -std=c11 -Iinclude -Itests/c $< -o $@ $(LINK)
+
+# The header must be C++-clean: compile a translation unit that uses it as C++17.
+$(BUILD)/cpp/header_check: tests/c/header_check.cpp $(HEADER) | build
+	@mkdir -p $(dir $@)
+	$(CXX) $(CFLAGS) $(CWARN) -std=c++17 -Iinclude $< -o $@ $(LINK)
+
+test: build test-rust test-c test-cpp
+	@echo "make test: all suites passed"
+
+test-rust:
+	$(CARGO) test --$(PROFILE)
+
+test-c: build $(C_TESTS)
+	@set -e; for t in $(C_TESTS); do echo "== $$t"; $(RUN) $$t; done
+
+test-cpp: build $(BUILD)/cpp/header_check
+	$(RUN) $(BUILD)/cpp/header_check
+
+$(BUILD)/demo: examples/c/demo.c $(HEADER) | build
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(CWARN) -std=c11 -Iinclude $< -o $@ $(LINK)
+
+demo: build $(BUILD)/demo
+	$(BUILD)/demo
+
+# valgrind memcheck on every C test: any error or leak fails the run.
+VALGRIND := valgrind --quiet --error-exitcode=99 --leak-check=full --show-leak-kinds=definite,indirect,possible --errors-for-leak-kinds=definite,indirect,possible --fair-sched=yes
+sanitize: build $(C_TESTS)
+	@command -v valgrind >/dev/null || { apt-get update -qq && apt-get install -y -qq valgrind; }
+	@set -e; for t in $(C_TESTS); do echo "== valgrind $$t"; BGJOB_SANITIZE=1 $(RUN) $(VALGRIND) $$t; done
+	@echo "sanitize: valgrind memcheck found no errors and no leaks in $(words $(C_TESTS)) C test programs"
+
+clean:
+	$(CARGO) clean
+	rm -rf $(BUILD)

@@ -1,0 +1,84 @@
+//! The work context: what a job's work can do while it runs (write records, report
+//! progress, set its status message, see a stop request, fail, know its id).
+
+use crate::error::Result;
+use crate::job::{Job, JobId};
+use crate::record::{Payload, ProgressRecord, Stream};
+use std::sync::{Arc, Mutex, PoisonError};
+
+/// Handed to a job's work while it runs. It is `Sync`: the work may share it with
+/// threads of its own, as long as they are done before the work returns.
+pub struct WorkContext {
+    job: Arc<Job>,
+    failure: Mutex<Option<String>>,
+}
+
+impl WorkContext {
+    pub(crate) fn new(job: Arc<Job>) -> Self {
+        WorkContext {
+            job,
+            failure: Mutex::new(None),
+        }
+    }
+
+    /// The id of the job this work runs for.
+    pub fn job_id(&self) -> JobId {
+        self.job.id()
+    }
+
+    /// The job this work runs for.
+    pub fn job(&self) -> &Arc<Job> {
+        &self.job
+    }
+
+    /// Writes a record to `stream`.
+    pub fn write(&self, stream: Stream, payload: impl Into<Payload>) -> Result<()> {
+        self.job.write(stream, payload.into())
+    }
+
+    /// Writes a record to the output stream.
+    pub fn write_output(&self, payload: impl Into<Payload>) -> Result<()> {
+        self.write(Stream::Output, payload)
+    }
+
+    /// Writes a record to the error stream. The job still completes if the work returns.
+    pub fn write_error(&self, payload: impl Into<Payload>) -> Result<()> {
+        self.write(Stream::Error, payload)
+    }
+
+    /// Reports progress: percent complete (-1 = unknown), activity and status text.
+    pub fn write_progress(
+        &self,
+        percent_complete: i32,
+        activity: &str,
+        status: &str,
+    ) -> Result<()> {
+        self.job.write_progress(ProgressRecord {
+            percent_complete: percent_complete.clamp(-1, 100),
+            activity: activity.to_string(),
+            status_description: status.to_string(),
+        })
+    }
+
+    /// Sets the job's status message.
+    pub fn set_status_message(&self, message: &str) {
+        self.job.set_status_message(message.to_string());
+    }
+
+    /// Whether a stop was asked: cooperative work checks this and returns early.
+    pub fn stop_requested(&self) -> bool {
+        self.job.stop_requested()
+    }
+
+    /// Fails the job with `reason` when the work returns, whatever it returns.
+    pub fn fail(&self, reason: &str) {
+        *self.failure.lock().unwrap_or_else(PoisonError::into_inner) = Some(reason.to_string());
+    }
+
+    pub(crate) fn take_failure(&self) -> Option<String> {
+        self.failure
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+    }
+}

@@ -1,0 +1,181 @@
+//! State-change callbacks: registrations and the copy-on-write lists that hold them.
+//!
+//! A dispatcher takes a snapshot (one `Arc` clone) of a list and calls it with no lock
+//! held, so a callback may register, unregister or remove anything, its own job included.
+//! A registration is dropped — running its user data's finalizer — once it is unregistered
+//! and no dispatch still holds it.
+
+use crate::state::StateChangedEvent;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+
+/// A state-change callback: gets the job id, its new and its previous state info.
+pub type StateCallback = Box<dyn Fn(&StateChangedEvent) + Send + Sync>;
+
+/// Identifies one registration, for unregistering it. Never 0, never reused.
+pub type RegistrationId = u64;
+
+static NEXT_REGISTRATION: AtomicU64 = AtomicU64::new(1);
+
+pub(crate) struct Registration {
+    id: RegistrationId,
+    active: AtomicBool,
+    callback: StateCallback,
+}
+
+type Snapshot = Arc<[Arc<Registration>]>;
+
+/// The callbacks of one job, or of the whole repository.
+pub(crate) struct CallbackList {
+    list: Mutex<Snapshot>,
+    // Lets the hot path skip the mutex when nothing is registered.
+    count: AtomicUsize,
+}
+
+impl CallbackList {
+    pub(crate) fn new() -> Self {
+        CallbackList {
+            list: Mutex::new(Arc::from(Vec::new())),
+            count: AtomicUsize::new(0),
+        }
+    }
+
+    pub(crate) fn add(&self, callback: StateCallback) -> RegistrationId {
+        let id = NEXT_REGISTRATION.fetch_add(1, Ordering::Relaxed);
+        let reg = Arc::new(Registration {
+            id,
+            active: AtomicBool::new(true),
+            callback,
+        });
+        let mut list = self.list.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut v: Vec<_> = list.iter().cloned().collect();
+        v.push(reg);
+        *list = Arc::from(v);
+        self.count.fetch_add(1, Ordering::Release);
+        id
+    }
+
+    /// Unregisters `id`; false if it is not in this list. A dispatch already under way
+    /// on another thread may still be calling it; it is never called by a later one.
+    pub(crate) fn remove(&self, id: RegistrationId) -> bool {
+        let old = {
+            let mut list = self.list.lock().unwrap_or_else(PoisonError::into_inner);
+            let Some(found) = list.iter().find(|r| r.id == id) else {
+                return false;
+            };
+            found.active.store(false, Ordering::Release);
+            let v: Vec<_> = list.iter().filter(|r| r.id != id).cloned().collect();
+            self.count.fetch_sub(1, Ordering::Release);
+            std::mem::replace(&mut *list, Arc::from(v))
+        };
+        // The finalizer (user code) runs here, outside the lock, if nothing else holds it.
+        drop(old);
+        true
+    }
+
+    /// Takes every registration out; the caller drops the result outside any lock.
+    pub(crate) fn clear(&self) -> Snapshot {
+        let mut list = self.list.lock().unwrap_or_else(PoisonError::into_inner);
+        for r in list.iter() {
+            r.active.store(false, Ordering::Release);
+        }
+        self.count.store(0, Ordering::Release);
+        std::mem::replace(&mut *list, Arc::from(Vec::new()))
+    }
+
+    pub(crate) fn snapshot(&self) -> Option<Snapshot> {
+        if self.count.load(Ordering::Acquire) == 0 {
+            return None;
+        }
+        Some(
+            self.list
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone(),
+        )
+    }
+
+    /// Calls every active callback of `snapshot` with `event`. A panic in one is caught,
+    /// reported on stderr and does not stop the others nor disturb the job.
+    pub(crate) fn call(snapshot: &Snapshot, event: &StateChangedEvent) {
+        for reg in snapshot.iter() {
+            if !reg.active.load(Ordering::Acquire) {
+                continue;
+            }
+            if let Err(payload) = catch_unwind(AssertUnwindSafe(|| (reg.callback)(event))) {
+                eprintln!(
+                    "bgjob: a state-change callback for job {} panicked: {}",
+                    event.job_id,
+                    crate::error::panic_message(&*payload)
+                );
+            }
+        }
+    }
+}
+
+/// A one-shot wake-up shared by a waiter and the jobs it waits on (wait-any, wait-all).
+pub(crate) struct Signal {
+    fired: Mutex<bool>,
+    cond: std::sync::Condvar,
+}
+
+impl Signal {
+    pub(crate) fn new() -> Arc<Signal> {
+        Arc::new(Signal {
+            fired: Mutex::new(false),
+            cond: std::sync::Condvar::new(),
+        })
+    }
+
+    pub(crate) fn fire(&self) {
+        *self.fired.lock().unwrap_or_else(PoisonError::into_inner) = true;
+        self.cond.notify_all();
+    }
+
+    /// Waits until fired (then re-arms) or until `deadline`; true if fired.
+    pub(crate) fn wait(&self, deadline: Option<std::time::Instant>) -> bool {
+        let mut fired = self.fired.lock().unwrap_or_else(PoisonError::into_inner);
+        while !*fired {
+            match deadline {
+                None => {
+                    fired = self
+                        .cond
+                        .wait(fired)
+                        .unwrap_or_else(PoisonError::into_inner)
+                }
+                Some(d) => {
+                    let now = std::time::Instant::now();
+                    if now >= d {
+                        return false;
+                    }
+                    fired = self
+                        .cond
+                        .wait_timeout(fired, d - now)
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .0;
+                }
+            }
+        }
+        *fired = false;
+        true
+    }
+}
+
+static ANY_JOB_CALLBACKS: std::sync::LazyLock<CallbackList> =
+    std::sync::LazyLock::new(CallbackList::new);
+
+/// The repository-wide callbacks: called for every state change of every job.
+pub(crate) fn any_job_callbacks() -> &'static CallbackList {
+    &ANY_JOB_CALLBACKS
+}
+
+/// Registers a callback for every state change of every job (after the job's own).
+pub fn on_any_state_changed(callback: StateCallback) -> RegistrationId {
+    ANY_JOB_CALLBACKS.add(callback)
+}
+
+/// Unregisters a repository-wide callback; false if `id` is not one.
+pub fn unregister_any(id: RegistrationId) -> bool {
+    ANY_JOB_CALLBACKS.remove(id)
+}

@@ -1,0 +1,58 @@
+//! The executor: pools of worker threads that run thread jobs, and the process-wide
+//! default pool.
+
+mod pool;
+mod throttle;
+pub(crate) mod worker;
+
+pub use pool::Pool;
+pub(crate) use pool::blocking;
+
+use crate::error::{Error, Result};
+use std::sync::{Mutex, OnceLock, PoisonError};
+
+static DEFAULT_POOL: OnceLock<Pool> = OnceLock::new();
+static DEFAULT_CONFIG: Mutex<Option<(usize, usize)>> = Mutex::new(None);
+
+/// Sets the default pool's thread count (0 = one per core) and throttle limit (0 = none)
+/// before its first use; they win over `BGJOB_THREADS` and `BGJOB_THROTTLE`.
+/// `Err(AlreadyInitialized)` once the default pool exists.
+pub fn configure_default_pool(threads: usize, throttle: usize) -> Result<()> {
+    let mut cfg = DEFAULT_CONFIG
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
+    if DEFAULT_POOL.get().is_some() {
+        return Err(Error::AlreadyInitialized(
+            "the default pool is already running; configure it before the first job".into(),
+        ));
+    }
+    *cfg = Some((threads, throttle));
+    Ok(())
+}
+
+fn env_count(name: &str) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .unwrap_or(0)
+}
+
+/// The process-wide default pool, created on first use: `BGJOB_THREADS` workers (default:
+/// one per core) and a throttle of `BGJOB_THROTTLE` (default: none), unless
+/// [`configure_default_pool`] said otherwise.
+pub fn default_pool() -> Result<&'static Pool> {
+    if let Some(p) = DEFAULT_POOL.get() {
+        return Ok(p);
+    }
+    // Holding the config lock makes configure-vs-first-use race free.
+    let cfg = DEFAULT_CONFIG
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
+    if let Some(p) = DEFAULT_POOL.get() {
+        return Ok(p);
+    }
+    let (threads, throttle) =
+        cfg.unwrap_or_else(|| (env_count("BGJOB_THREADS"), env_count("BGJOB_THROTTLE")));
+    let pool = Pool::new(threads, throttle)?;
+    Ok(DEFAULT_POOL.get_or_init(|| pool))
+}

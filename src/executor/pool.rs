@@ -1,0 +1,375 @@
+//! A pool of worker threads fed by a crossbeam channel, with a throttle limit.
+//! See `README.md` beside this file for the protocol.
+
+use super::throttle::Throttle;
+use super::worker;
+use crate::error::{Error, Result};
+use crate::job::Job;
+use crossbeam_channel::{Receiver, Sender, select};
+use std::cell::RefCell;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// How long a spare worker (started while others were blocked) idles before it exits.
+const SPARE_IDLE: Duration = Duration::from_secs(2);
+
+static NEXT_POOL_ID: AtomicU64 = AtomicU64::new(1);
+
+thread_local! {
+    /// The pool whose worker this thread is, and how deep it is in blocking waits.
+    static WORKER_OF: RefCell<Option<(Arc<PoolInner>, usize)>> = const { RefCell::new(None) };
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// A pool of worker threads that runs thread jobs, at most `throttle` at once.
+/// Cloning gives another handle to the same pool.
+#[derive(Clone)]
+pub struct Pool {
+    inner: Arc<PoolInner>,
+}
+
+impl std::fmt::Debug for Pool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pool")
+            .field("id", &self.inner.id)
+            .field("threads", &self.inner.threads)
+            .field("throttle", &self.inner.throttle_limit)
+            .finish()
+    }
+}
+
+type Slot = Arc<Mutex<Option<Arc<Job>>>>;
+
+pub(crate) struct PoolInner {
+    id: u64,
+    threads: usize,
+    throttle_limit: usize,
+    tx: Sender<Arc<Job>>,
+    rx: Receiver<Arc<Job>>,
+    /// Dropped at shutdown: its receiver then reports disconnection to every worker.
+    shutdown_tx: Mutex<Option<Sender<()>>>,
+    shutdown_rx: Receiver<()>,
+    shut_down: AtomicBool,
+    throttle: Throttle,
+    /// Worker threads alive.
+    live: AtomicUsize,
+    /// Workers running a job (blocked ones included).
+    busy: AtomicUsize,
+    /// Workers whose job is blocked in a bgjob wait.
+    blocked: AtomicUsize,
+    /// Each worker's current job, so shutdown can stop them.
+    slots: Mutex<Vec<Slot>>,
+    handles: Mutex<Vec<JoinHandle<()>>>,
+    exited: (Mutex<()>, Condvar),
+}
+
+impl Pool {
+    /// Creates a pool. `threads` = 0 means one per core; `throttle` = 0 means no limit
+    /// beyond the thread count.
+    pub fn new(threads: usize, throttle: usize) -> Result<Pool> {
+        let threads = if threads == 0 {
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        } else {
+            threads
+        };
+        let throttle_limit = if throttle == 0 { usize::MAX } else { throttle };
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let (shutdown_tx, shutdown_rx) = crossbeam_channel::bounded(0);
+        let inner = Arc::new(PoolInner {
+            id: NEXT_POOL_ID.fetch_add(1, Ordering::Relaxed),
+            threads,
+            throttle_limit,
+            tx,
+            rx,
+            shutdown_tx: Mutex::new(Some(shutdown_tx)),
+            shutdown_rx,
+            shut_down: AtomicBool::new(false),
+            throttle: Throttle::new(throttle_limit),
+            live: AtomicUsize::new(0),
+            busy: AtomicUsize::new(0),
+            blocked: AtomicUsize::new(0),
+            slots: Mutex::new(Vec::new()),
+            handles: Mutex::new(Vec::new()),
+            exited: (Mutex::new(()), Condvar::new()),
+        });
+        for _ in 0..threads {
+            if let Err(e) = inner.spawn_worker() {
+                let _ = Pool { inner }.shutdown(Some(Duration::from_secs(5)));
+                return Err(e);
+            }
+        }
+        Ok(Pool { inner })
+    }
+
+    /// The pool's id (process-wide, from 1).
+    pub fn id(&self) -> u64 {
+        self.inner.id
+    }
+
+    /// The number of worker threads it keeps.
+    pub fn threads(&self) -> usize {
+        self.inner.threads
+    }
+
+    /// Most jobs running at once (`usize::MAX` = no limit beyond the threads).
+    pub fn throttle(&self) -> usize {
+        self.inner.throttle_limit
+    }
+
+    /// Worker threads alive now (more than `threads` while jobs are blocked in waits).
+    pub fn live_threads(&self) -> usize {
+        self.inner.live.load(Ordering::Acquire)
+    }
+
+    /// Whether `shutdown` was called.
+    pub fn is_shut_down(&self) -> bool {
+        self.inner.shut_down.load(Ordering::SeqCst)
+    }
+
+    /// Queues `job` to run.
+    pub(crate) fn submit(&self, job: Arc<Job>) -> Result<()> {
+        let p = &self.inner;
+        if p.shut_down.load(Ordering::SeqCst) {
+            return Err(Error::ShutDown(p.id));
+        }
+        // The receiver lives as long as the pool, so this cannot fail.
+        let _ = p.tx.send(job);
+        // A shutdown that began after our check may have drained the queue already; then
+        // we drain it, so no job is left queued forever (either it or we see the job).
+        if p.shut_down.load(Ordering::SeqCst) {
+            p.drain();
+        } else if p.blocked.load(Ordering::Acquire) > 0 {
+            p.add_spare_if_starved();
+        }
+        Ok(())
+    }
+
+    /// Stops accepting jobs, stops the queued ones (Stopped, never run) and asks the running
+    /// ones to stop, then waits up to `timeout` (`None` = no limit) for the workers to exit.
+    /// Calling it again is harmless. `Err(Timeout)` if workers are still running work.
+    pub fn shutdown(&self, timeout: Option<Duration>) -> Result<()> {
+        let p = &self.inner;
+        if !p.shut_down.swap(true, Ordering::SeqCst) {
+            drop(lock(&p.shutdown_tx).take());
+            p.throttle.wake_all();
+        }
+        p.drain();
+        let running: Vec<Arc<Job>> = lock(&p.slots)
+            .iter()
+            .filter_map(|s| lock(s).clone())
+            .collect();
+        for job in running {
+            job.request_stop();
+        }
+        // A worker of this pool shutting it down cannot wait for itself.
+        let me = WORKER_OF.with(|w| {
+            w.borrow()
+                .as_ref()
+                .is_some_and(|(inner, _)| Arc::ptr_eq(inner, p))
+        });
+        let target = usize::from(me);
+        let deadline = timeout.map(|t| Instant::now() + t);
+        let mut g = lock(&p.exited.0);
+        while p.live.load(Ordering::Acquire) > target {
+            match deadline {
+                None => g = p.exited.1.wait(g).unwrap_or_else(PoisonError::into_inner),
+                Some(d) => {
+                    let now = Instant::now();
+                    if now >= d {
+                        break;
+                    }
+                    g = p
+                        .exited
+                        .1
+                        .wait_timeout(g, d - now)
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .0;
+                }
+            }
+        }
+        drop(g);
+        let finished: Vec<JoinHandle<()>> = {
+            let mut hs = lock(&p.handles);
+            let (done, alive): (Vec<_>, Vec<_>) = hs.drain(..).partition(|h| h.is_finished());
+            *hs = alive;
+            done
+        };
+        for h in finished {
+            let _ = h.join();
+        }
+        p.drain();
+        let left = p.live.load(Ordering::Acquire);
+        if left > target {
+            return Err(Error::Timeout(format!(
+                "pool {}: {} worker(s) still running work after the shutdown timeout",
+                p.id,
+                left - target
+            )));
+        }
+        Ok(())
+    }
+}
+
+impl PoolInner {
+    fn spawn_worker(self: &Arc<Self>) -> Result<()> {
+        let slot: Slot = Arc::new(Mutex::new(None));
+        lock(&self.slots).push(slot.clone());
+        self.live.fetch_add(1, Ordering::AcqRel);
+        let pool = self.clone();
+        let n = lock(&self.slots).len();
+        let spawned = std::thread::Builder::new()
+            .name(format!("bgjob-{}-{}", self.id, n))
+            .spawn(move || pool.worker_loop(slot));
+        match spawned {
+            Ok(h) => {
+                lock(&self.handles).push(h);
+                Ok(())
+            }
+            Err(e) => {
+                self.worker_exited();
+                Err(Error::InvalidState(format!(
+                    "cannot start a worker thread: {e}"
+                )))
+            }
+        }
+    }
+
+    fn worker_loop(self: Arc<Self>, slot: Slot) {
+        WORKER_OF.with(|w| *w.borrow_mut() = Some((self.clone(), 0)));
+        let retired = self.serve(&slot);
+        WORKER_OF.with(|w| *w.borrow_mut() = None);
+        if retired {
+            // try_retire counted this worker out already; shutdown may be waiting.
+            let _g = lock(&self.exited.0);
+            self.exited.1.notify_all();
+        } else {
+            self.worker_exited();
+        }
+    }
+
+    /// Runs jobs until shutdown (false) or until this worker retires as a spare (true).
+    fn serve(&self, slot: &Slot) -> bool {
+        let closed = || self.shut_down.load(Ordering::SeqCst);
+        loop {
+            let spare = self.live.load(Ordering::Acquire) > self.threads;
+            if !self.throttle.acquire(closed, spare.then_some(SPARE_IDLE)) {
+                if closed() {
+                    return false;
+                }
+                if self.try_retire() {
+                    return true;
+                }
+                continue;
+            }
+            let next = if spare {
+                select! {
+                    recv(self.rx) -> job => job.ok(),
+                    recv(self.shutdown_rx) -> _ => None,
+                    default(SPARE_IDLE) => None,
+                }
+            } else {
+                select! {
+                    recv(self.rx) -> job => job.ok(),
+                    recv(self.shutdown_rx) -> _ => None,
+                }
+            };
+            let Some(job) = next else {
+                self.throttle.release();
+                if closed() {
+                    return false;
+                }
+                if self.try_retire() {
+                    return true;
+                }
+                continue;
+            };
+            self.busy.fetch_add(1, Ordering::AcqRel);
+            *lock(slot) = Some(job.clone());
+            worker::run_job(&job);
+            *lock(slot) = None;
+            self.busy.fetch_sub(1, Ordering::AcqRel);
+            self.throttle.release();
+            drop(job);
+            if self.live.load(Ordering::Acquire) > self.threads && self.try_retire() {
+                return true;
+            }
+        }
+    }
+
+    /// Leaves the pool if it has more workers than it keeps; true if this one left.
+    fn try_retire(&self) -> bool {
+        let blocked = self.blocked.load(Ordering::Acquire);
+        self.live
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |l| {
+                (l > self.threads + blocked).then(|| l - 1)
+            })
+            .is_ok()
+    }
+
+    fn worker_exited(&self) {
+        let _g = lock(&self.exited.0);
+        self.live.fetch_sub(1, Ordering::AcqRel);
+        self.exited.1.notify_all();
+    }
+
+    /// Stops every queued job: it becomes Stopped and never runs.
+    fn drain(&self) {
+        while let Ok(job) = self.rx.try_recv() {
+            job.request_stop();
+        }
+    }
+
+    /// Starts a spare worker when every worker is busy, some are blocked in waits, and
+    /// work is queued: a wait inside a job must never starve the jobs it waits for.
+    fn add_spare_if_starved(self: &Arc<Self>) {
+        let blocked = self.blocked.load(Ordering::Acquire);
+        let live = self.live.load(Ordering::Acquire);
+        let free = live.saturating_sub(self.busy.load(Ordering::Acquire));
+        if blocked > 0
+            && free == 0
+            && live < self.threads + blocked
+            && !self.rx.is_empty()
+            && !self.shut_down.load(Ordering::SeqCst)
+        {
+            let _ = self.spawn_worker();
+        }
+    }
+}
+
+/// Runs `wait` — a bgjob wait of any kind — such that, on a worker thread, the job's
+/// throttle permit and thread are lent to the pool for the duration: waiting inside a
+/// job never deadlocks its pool.
+pub(crate) fn blocking<R>(wait: impl FnOnce() -> R) -> R {
+    let pool = WORKER_OF.with(|w| {
+        let mut w = w.borrow_mut();
+        let (pool, depth) = w.as_mut()?;
+        *depth += 1;
+        (*depth == 1).then(|| pool.clone())
+    });
+    let Some(pool) = pool else {
+        let r = wait();
+        WORKER_OF.with(|w| {
+            if let Some((_, depth)) = w.borrow_mut().as_mut() {
+                *depth -= 1;
+            }
+        });
+        return r;
+    };
+    pool.blocked.fetch_add(1, Ordering::AcqRel);
+    pool.throttle.release();
+    pool.add_spare_if_starved();
+    let r = wait();
+    pool.throttle.reclaim();
+    pool.blocked.fetch_sub(1, Ordering::AcqRel);
+    WORKER_OF.with(|w| {
+        if let Some((_, depth)) = w.borrow_mut().as_mut() {
+            *depth -= 1;
+        }
+    });
+    r
+}

@@ -1,0 +1,969 @@
+//! The job: its identity, its state machine, its records and its callbacks.
+//!
+//! A state change follows DESIGN §1 "One state change, in this order":
+//! 1. under the state lock the new state is stored (and begin/end time); on a finished
+//!    state the record queue is closed, so every record written is already readable;
+//! 2. the event is queued on the job; the thread that finds no dispatch under way becomes
+//!    the job's dispatcher and runs the callbacks with no lock held, one event at a time,
+//!    in order (a change made from inside a callback is queued behind it, never nested);
+//! 3. after an event's callbacks return it becomes the job's *delivered* state, and only
+//!    then are waiters woken. Waits look at the delivered state, so a wait never returns
+//!    before the callbacks of the change it waited for.
+//!
+//! Lock order: a job's state lock before its record lock; a parent's record lock before
+//! its children's. No user code (callback, work, finalizer) runs under any of them.
+
+use crate::context::WorkContext;
+use crate::current;
+use crate::error::{Error, Result};
+use crate::events::{CallbackList, RegistrationId, Signal, StateCallback};
+use crate::record::{Payload, ProgressRecord, Record, Stream, next_sequence};
+use crate::state::{JobState, JobStateInfo, StateChangedEvent};
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, Weak};
+use std::time::{Duration, Instant, SystemTime};
+use uuid::Uuid;
+
+/// A job's id: process-wide, from one counter starting at 1, never reused. 0 is never valid.
+pub type JobId = u64;
+
+/// What a thread job runs. `Err(reason)` fails the job with that reason.
+pub type Work = Box<dyn FnOnce(&WorkContext) -> WorkResult + Send>;
+
+/// The outcome of a job's work: `Ok` completes it, `Err(reason)` fails it.
+pub type WorkResult = std::result::Result<(), String>;
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+/// Reserves `count` consecutive ids and returns the first.
+pub(crate) fn allocate_ids(count: u64) -> JobId {
+    NEXT_ID.fetch_add(count, Ordering::Relaxed)
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // User code never runs under our locks, so a poisoned lock only means a bug of ours
+    // panicked mid-update of plain data; carrying on is safer than poisoning every job.
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// What a new job is made of (the core's side of a start spec).
+pub(crate) struct JobInit {
+    pub name: Option<String>,
+    pub command: String,
+    pub type_name: String,
+    pub location: String,
+    pub work: Option<Work>,
+    pub callbacks: Vec<StateCallback>,
+}
+
+struct StateCell {
+    info: JobStateInfo,
+    /// The last state whose callbacks have all returned: what waits look at.
+    delivered: JobState,
+    begin: Option<SystemTime>,
+    end: Option<SystemTime>,
+    pending: VecDeque<StateChangedEvent>,
+    dispatching: bool,
+    /// Multi-job waiters to wake when the delivered state becomes persistent.
+    waiters: Vec<Arc<Signal>>,
+    /// A stop was asked of this parent job itself (it then ends Stopped).
+    stop_asked: bool,
+}
+
+#[derive(Default)]
+struct RecordQueue {
+    records: VecDeque<Record>,
+    closed: bool,
+}
+
+#[derive(Default)]
+struct Details {
+    status_message: Option<String>,
+    progress: Option<ProgressRecord>,
+}
+
+/// A job: a record in the repository. A leaf job does its own work; a parent job's
+/// children do the work and its state follows theirs.
+pub struct Job {
+    id: JobId,
+    instance_id: Uuid,
+    name: String,
+    command: String,
+    type_name: String,
+    location: String,
+    parent: Weak<Job>,
+    parent_id: JobId,
+    children: Vec<Arc<Job>>,
+    state: Mutex<StateCell>,
+    delivered_changed: Condvar,
+    records: Mutex<RecordQueue>,
+    records_changed: Condvar,
+    /// Readers blocked in a receive on this job: writers only notify when there are some.
+    readers: AtomicUsize,
+    details: Mutex<Details>,
+    stop_requested: AtomicBool,
+    removed: AtomicBool,
+    callbacks: CallbackList,
+    work: Mutex<Option<Work>>,
+}
+
+impl std::fmt::Debug for Job {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Job")
+            .field("id", &self.id)
+            .field("name", &self.name)
+            .field("state", &self.state())
+            .finish()
+    }
+}
+
+/// Options of a receive (PowerShell's Receive-Job parameters).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ReceiveOptions {
+    /// Copy the records instead of taking them (`-Keep`).
+    pub keep: bool,
+    /// Take at most this many records; the rest stay.
+    pub max: Option<usize>,
+    /// Block until the job is finished, `max` records are there, or the timeout elapses.
+    pub wait: bool,
+    /// How long `wait` may block; `None` = no limit.
+    pub timeout: Option<Duration>,
+}
+
+impl Job {
+    fn from_init(
+        id: JobId,
+        init: JobInit,
+        parent: (Weak<Job>, JobId),
+        children: Vec<Arc<Job>>,
+    ) -> Job {
+        let callbacks = CallbackList::new();
+        for cb in init.callbacks {
+            callbacks.add(cb);
+        }
+        Job {
+            id,
+            instance_id: Uuid::new_v4(),
+            name: init.name.unwrap_or_else(|| format!("Job{id}")),
+            command: init.command,
+            type_name: init.type_name,
+            location: init.location,
+            parent: parent.0,
+            parent_id: parent.1,
+            children,
+            state: Mutex::new(StateCell {
+                info: JobStateInfo::new(JobState::NotStarted),
+                delivered: JobState::NotStarted,
+                begin: None,
+                end: None,
+                pending: VecDeque::new(),
+                dispatching: false,
+                waiters: Vec::new(),
+                stop_asked: false,
+            }),
+            delivered_changed: Condvar::new(),
+            records: Mutex::new(RecordQueue::default()),
+            records_changed: Condvar::new(),
+            readers: AtomicUsize::new(0),
+            details: Mutex::new(Details::default()),
+            stop_requested: AtomicBool::new(false),
+            removed: AtomicBool::new(false),
+            callbacks,
+            work: Mutex::new(init.work),
+        }
+    }
+
+    /// A leaf job with a fresh id.
+    pub(crate) fn new_leaf(init: JobInit) -> Arc<Job> {
+        Arc::new(Job::from_init(
+            allocate_ids(1),
+            init,
+            (Weak::new(), 0),
+            Vec::new(),
+        ))
+    }
+
+    // Parallel and custom jobs (the job-families issue) build on these two; until then
+    // only the tests below use them.
+    /// A parent job with one child per `children` entry; the parent gets id N and its
+    /// children N+1, N+2, … in order.
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub(crate) fn new_parent(init: JobInit, children: Vec<JobInit>) -> Arc<Job> {
+        let first = allocate_ids(1 + children.len() as u64);
+        Arc::new_cyclic(|me: &Weak<Job>| {
+            let kids = children
+                .into_iter()
+                .enumerate()
+                .map(|(i, c)| {
+                    let id = first + 1 + i as u64;
+                    Arc::new(Job::from_init(id, c, (me.clone(), first), Vec::new()))
+                })
+                .collect();
+            Job::from_init(first, init, (Weak::new(), 0), kids)
+        })
+    }
+
+    // ----- identity and fields -------------------------------------------------------
+
+    /// The job's id.
+    pub fn id(&self) -> JobId {
+        self.id
+    }
+
+    /// The job's instance id (a random UUID v4).
+    pub fn instance_id(&self) -> Uuid {
+        self.instance_id
+    }
+
+    /// The job's name (default `Job<id>`).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// What the job runs, as text.
+    pub fn command(&self) -> &str {
+        &self.command
+    }
+
+    /// `ThreadJob`, `ProcessJob`, `ParallelJob`, `CustomJob`, …
+    pub fn type_name(&self) -> &str {
+        &self.type_name
+    }
+
+    /// Where the job runs (`localhost` for local jobs).
+    pub fn location(&self) -> &str {
+        &self.location
+    }
+
+    /// The parent job, if this is a child job.
+    pub fn parent(&self) -> Option<Arc<Job>> {
+        self.parent.upgrade()
+    }
+
+    /// The parent job's id, or 0 for a top-level job.
+    pub fn parent_id(&self) -> JobId {
+        self.parent_id
+    }
+
+    /// Whether this is a child job.
+    pub fn is_child(&self) -> bool {
+        self.parent_id != 0
+    }
+
+    /// The child jobs, in creation order (empty for a leaf job).
+    pub fn children(&self) -> &[Arc<Job>] {
+        &self.children
+    }
+
+    /// The current state.
+    pub fn state(&self) -> JobState {
+        lock(&self.state).info.state
+    }
+
+    /// The current state and its reason.
+    pub fn state_info(&self) -> JobStateInfo {
+        lock(&self.state).info.clone()
+    }
+
+    /// When the job first ran, if it has.
+    pub fn begin_time(&self) -> Option<SystemTime> {
+        lock(&self.state).begin
+    }
+
+    /// When the job finished, if it has.
+    pub fn end_time(&self) -> Option<SystemTime> {
+        lock(&self.state).end
+    }
+
+    /// The status message its work set; for a parent without one, `finished/total completed`.
+    pub fn status_message(&self) -> String {
+        if let Some(m) = &lock(&self.details).status_message {
+            return m.clone();
+        }
+        if self.children.is_empty() {
+            return String::new();
+        }
+        let done = self
+            .children
+            .iter()
+            .filter(|c| c.state().is_finished())
+            .count();
+        format!("{done}/{} completed", self.children.len())
+    }
+
+    /// The latest progress report of its work, if any.
+    pub fn progress(&self) -> Option<ProgressRecord> {
+        lock(&self.details).progress.clone()
+    }
+
+    /// Whether a stop was asked of this job.
+    pub fn stop_requested(&self) -> bool {
+        self.stop_requested.load(Ordering::Acquire)
+    }
+
+    /// Whether the job was removed from the repository.
+    pub fn is_removed(&self) -> bool {
+        self.removed.load(Ordering::Acquire)
+    }
+
+    /// True while any stream of the job or of its children holds unread records.
+    pub fn has_more_data(&self) -> bool {
+        !lock(&self.records).records.is_empty() || self.children.iter().any(|c| c.has_more_data())
+    }
+
+    /// This job and all its descendants, parents before children, in creation order.
+    pub fn subtree(self: &Arc<Self>) -> Vec<Arc<Job>> {
+        let mut out = vec![self.clone()];
+        let mut i = 0;
+        while i < out.len() {
+            let kids = out[i].children.clone();
+            out.extend(kids);
+            i += 1;
+        }
+        out
+    }
+
+    // ----- callbacks -----------------------------------------------------------------
+
+    /// Registers a state-change callback for this job.
+    pub fn on_state_changed(&self, callback: StateCallback) -> RegistrationId {
+        self.callbacks.add(callback)
+    }
+
+    /// Unregisters a callback; false if `id` is not registered on this job.
+    pub fn unregister(&self, id: RegistrationId) -> bool {
+        self.callbacks.remove(id)
+    }
+
+    // ----- the state machine ---------------------------------------------------------
+
+    /// Stores `new` (step 1 of a state change). Returns whether the caller must dispatch.
+    fn store_state(
+        &self,
+        cell: &mut StateCell,
+        new: JobState,
+        reason: Option<Arc<str>>,
+        checked: bool,
+    ) -> Result<bool> {
+        let previous = cell.info.clone();
+        let legal = previous.state.can_move_to(new)
+            // The end of the work is authoritative: it finishes any unfinished state.
+            || (!checked && new.is_finished() && !previous.state.is_finished());
+        if !legal {
+            return Err(Error::InvalidState(format!(
+                "job {} cannot move from {} to {}",
+                self.id, previous.state, new
+            )));
+        }
+        cell.info = JobStateInfo { state: new, reason };
+        let now = SystemTime::now();
+        if new == JobState::Running && cell.begin.is_none() {
+            cell.begin = Some(now);
+        }
+        if new.is_finished() {
+            cell.end = Some(now);
+            let mut q = lock(&self.records);
+            q.closed = true;
+            drop(q);
+            self.records_changed.notify_all();
+        }
+        cell.pending.push_back(StateChangedEvent {
+            job_id: self.id,
+            state_info: cell.info.clone(),
+            previous_state_info: previous,
+        });
+        Ok(!std::mem::replace(&mut cell.dispatching, true))
+    }
+
+    /// Moves the job to `new` if DESIGN §1 allows it, then runs the callbacks (on this
+    /// thread, unless another thread is already dispatching this job's events).
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub(crate) fn change_state(
+        self: &Arc<Self>,
+        new: JobState,
+        reason: Option<Arc<str>>,
+    ) -> Result<()> {
+        let dispatch = self.store_state(&mut lock(&self.state), new, reason, true)?;
+        if dispatch {
+            self.dispatch();
+        }
+        Ok(())
+    }
+
+    fn dispatch(self: &Arc<Self>) {
+        let _guard = current::enter_dispatch(self.id);
+        loop {
+            let event = {
+                let mut cell = lock(&self.state);
+                match cell.pending.pop_front() {
+                    Some(e) => e,
+                    None => {
+                        cell.dispatching = false;
+                        return;
+                    }
+                }
+            };
+            if let Some(cbs) = self.callbacks.snapshot() {
+                CallbackList::call(&cbs, &event);
+            }
+            if let Some(cbs) = crate::events::any_job_callbacks().snapshot() {
+                CallbackList::call(&cbs, &event);
+            }
+            let waiters = {
+                let mut cell = lock(&self.state);
+                cell.delivered = event.state_info.state;
+                if cell.delivered.is_persistent() {
+                    std::mem::take(&mut cell.waiters)
+                } else {
+                    Vec::new()
+                }
+            };
+            self.delivered_changed.notify_all();
+            for w in waiters {
+                w.fire();
+            }
+            if let Some(parent) = self.parent.upgrade() {
+                parent.follow_children();
+            }
+        }
+    }
+
+    /// Moves a parent job to the state its children's (delivered) states call for.
+    fn follow_children(self: &Arc<Self>) {
+        let states: Vec<JobState> = self
+            .children
+            .iter()
+            .map(|c| lock(&c.state).delivered)
+            .collect();
+        let failure = self.children.iter().find_map(|c| {
+            let info = c.state_info();
+            (info.state == JobState::Failed)
+                .then_some(info.reason)
+                .flatten()
+        });
+        let mut cell = lock(&self.state);
+        let Some(target) = aggregate(&states, cell.stop_asked) else {
+            return;
+        };
+        let current = cell.info.state;
+        if current == target || current.is_finished() {
+            return;
+        }
+        // A parent that was never seen Running (its children ran and ended between two
+        // looks) passes through Running, so its history stays a legal sequence.
+        let mut dispatch = false;
+        if !current.can_move_to(target) {
+            if current.can_move_to(JobState::Running) && JobState::Running.can_move_to(target) {
+                dispatch |= self
+                    .store_state(&mut cell, JobState::Running, None, true)
+                    .unwrap_or(false);
+            } else if !target.is_finished() {
+                return;
+            }
+        }
+        let reason = match (target, failure) {
+            (JobState::Failed, Some(r)) => Some(Arc::from(format!("a child job failed: {r}"))),
+            _ => None,
+        };
+        dispatch |= self
+            .store_state(&mut cell, target, reason, false)
+            .unwrap_or(false);
+        drop(cell);
+        if dispatch {
+            self.dispatch();
+        }
+    }
+
+    /// Executor side: NotStarted → Running and hands out the work; `None` if the job was
+    /// stopped before it could run (it never runs then).
+    pub(crate) fn begin_work(self: &Arc<Self>) -> Option<Work> {
+        let dispatch = {
+            let mut cell = lock(&self.state);
+            if cell.info.state != JobState::NotStarted {
+                return None;
+            }
+            self.store_state(&mut cell, JobState::Running, None, true)
+                .ok()?
+        };
+        if dispatch {
+            self.dispatch();
+        }
+        let work = lock(&self.work).take();
+        if self.stop_requested() {
+            drop(work);
+            self.finish_work(Ok(()));
+            return None;
+        }
+        work
+    }
+
+    /// Executor side: the work ended with `outcome`. A stop asked before it ended wins.
+    pub(crate) fn finish_work(self: &Arc<Self>, outcome: WorkResult) {
+        let (state, reason) = if self.stop_requested() {
+            (JobState::Stopped, None)
+        } else {
+            match outcome {
+                Ok(()) => (JobState::Completed, None),
+                Err(reason) => (JobState::Failed, Some(Arc::from(reason))),
+            }
+        };
+        let dispatch = {
+            let mut cell = lock(&self.state);
+            self.store_state(&mut cell, state, reason, false)
+                .unwrap_or(false)
+        };
+        if dispatch {
+            self.dispatch();
+        }
+    }
+
+    /// Asks the job to stop and returns at once. A queued job becomes Stopped now and never
+    /// runs; a running one becomes Stopping until its work ends; a parent stops its children.
+    pub fn request_stop(self: &Arc<Self>) {
+        self.stop_requested.store(true, Ordering::Release);
+        if !self.children.is_empty() {
+            let dispatch = {
+                let mut cell = lock(&self.state);
+                cell.stop_asked = true;
+                cell.info.state == JobState::Running
+                    && self
+                        .store_state(&mut cell, JobState::Stopping, None, true)
+                        .unwrap_or(false)
+            };
+            if dispatch {
+                self.dispatch();
+            }
+            for c in &self.children {
+                c.request_stop();
+            }
+            // With every child already finished, nothing else would move the parent.
+            self.follow_children();
+            return;
+        }
+        let mut work = None;
+        let dispatch = {
+            let mut cell = lock(&self.state);
+            let target = match cell.info.state {
+                JobState::NotStarted | JobState::Disconnected => Some(JobState::Stopped),
+                JobState::Running | JobState::Blocked | JobState::Suspended => {
+                    Some(JobState::Stopping)
+                }
+                // Suspending ends at the work's next checkpoint, which sees the stop; a
+                // finished or Stopping job has nothing left to stop.
+                _ => None,
+            };
+            match target {
+                Some(t) => {
+                    if t == JobState::Stopped {
+                        work = lock(&self.work).take();
+                    }
+                    self.store_state(&mut cell, t, None, true).unwrap_or(false)
+                }
+                None => false,
+            }
+        };
+        // The work's user data is freed (its finalizer runs) here, outside every lock.
+        drop(work);
+        if dispatch {
+            self.dispatch();
+        }
+    }
+
+    // ----- waiting -------------------------------------------------------------------
+
+    /// Whether a wait on the job is over: its state is persistent (finished, Suspended,
+    /// Disconnected) and the callbacks of that change have returned. Inside one of the
+    /// job's own callbacks the current state counts (later changes queue behind it).
+    pub fn is_done(&self) -> bool {
+        if current::is_dispatching(self.id) {
+            return self.state().is_persistent();
+        }
+        lock(&self.state).delivered.is_persistent()
+    }
+
+    /// Refuses a wait on this job that could never end: from its own work, from a child's
+    /// work, or (for a later change) from inside one of its own callbacks.
+    pub(crate) fn check_can_wait(&self) -> Result<()> {
+        let working = current::working_job();
+        if working != 0 && self.subtree_contains(working) {
+            return Err(Error::WouldDeadlock(format!(
+                "job {working} would wait for job {}, which cannot finish before it does",
+                self.id
+            )));
+        }
+        if current::is_dispatching(self.id) && !self.state().is_persistent() {
+            return Err(Error::WouldDeadlock(format!(
+                "a state-change callback of job {} would wait for a later change of the same \
+                 job, whose callbacks queue behind it",
+                self.id
+            )));
+        }
+        Ok(())
+    }
+
+    fn subtree_contains(&self, id: JobId) -> bool {
+        self.id == id || self.children.iter().any(|c| c.subtree_contains(id))
+    }
+
+    /// Waits until the job's delivered state satisfies `until` or `deadline` passes; true
+    /// if it does. Inside one of the job's own callbacks it looks at the current state.
+    pub(crate) fn wait_until(
+        &self,
+        deadline: Option<Instant>,
+        until: fn(JobState) -> bool,
+    ) -> bool {
+        if current::is_dispatching(self.id) {
+            return until(self.state());
+        }
+        let mut cell = lock(&self.state);
+        while !until(cell.delivered) {
+            match deadline {
+                None => {
+                    cell = self
+                        .delivered_changed
+                        .wait(cell)
+                        .unwrap_or_else(PoisonError::into_inner)
+                }
+                Some(d) => {
+                    let now = Instant::now();
+                    if now >= d {
+                        return false;
+                    }
+                    cell = self
+                        .delivered_changed
+                        .wait_timeout(cell, d - now)
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .0;
+                }
+            }
+        }
+        true
+    }
+
+    /// Registers `signal` to fire when the job becomes done; false (not registered) if it
+    /// is done already.
+    pub(crate) fn add_waiter(&self, signal: &Arc<Signal>) -> bool {
+        if current::is_dispatching(self.id) && self.state().is_persistent() {
+            return false;
+        }
+        let mut cell = lock(&self.state);
+        if cell.delivered.is_persistent() {
+            return false;
+        }
+        cell.waiters.push(signal.clone());
+        true
+    }
+
+    pub(crate) fn remove_waiter(&self, signal: &Arc<Signal>) {
+        lock(&self.state)
+            .waiters
+            .retain(|w| !Arc::ptr_eq(w, signal));
+    }
+
+    // ----- records -------------------------------------------------------------------
+
+    /// Appends a record; fails once the job is finished or removed.
+    pub(crate) fn write(&self, stream: Stream, payload: Payload) -> Result<()> {
+        {
+            let mut q = lock(&self.records);
+            if q.closed || self.is_removed() {
+                return Err(Error::InvalidState(format!(
+                    "job {} is finished; its streams are closed",
+                    self.id
+                )));
+            }
+            q.records.push_back(Record {
+                stream,
+                payload,
+                sequence: next_sequence(),
+                job_id: self.id,
+                time: SystemTime::now(),
+            });
+        }
+        self.notify_readers();
+        Ok(())
+    }
+
+    fn notify_readers(&self) {
+        if self.readers.load(Ordering::Acquire) > 0 {
+            // Taking the lock orders this wake-up after the reader's check.
+            drop(lock(&self.records));
+            self.records_changed.notify_all();
+        }
+        if let Some(p) = self.parent.upgrade() {
+            p.notify_readers();
+        }
+    }
+
+    /// Records a progress report: a record on the progress stream, and the job's latest.
+    pub(crate) fn write_progress(&self, progress: ProgressRecord) -> Result<()> {
+        lock(&self.details).progress = Some(progress.clone());
+        self.write(Stream::Progress, Payload::Progress(progress))
+    }
+
+    /// Sets the status message.
+    pub(crate) fn set_status_message(&self, message: String) {
+        lock(&self.details).status_message = Some(message);
+    }
+
+    /// Receives records of this job and its children in time (sequence) order.
+    pub fn receive(self: &Arc<Self>, options: ReceiveOptions) -> Vec<Record> {
+        let deadline = options.timeout.map(|t| Instant::now() + t);
+        let max = options.max.unwrap_or(usize::MAX);
+        let others: Vec<Arc<Job>> = self.subtree().split_off(1);
+        let mut own = lock(&self.records);
+        if options.wait {
+            self.readers.fetch_add(1, Ordering::AcqRel);
+        }
+        loop {
+            let mut guards: Vec<MutexGuard<'_, RecordQueue>> =
+                others.iter().map(|j| lock(&j.records)).collect();
+            let ready = !options.wait || {
+                let available: usize =
+                    own.records.len() + guards.iter().map(|g| g.records.len()).sum::<usize>();
+                let finished = own.closed && guards.iter().all(|g| g.closed);
+                finished || available >= max || deadline.is_some_and(|d| Instant::now() >= d)
+            };
+            if ready {
+                if options.wait {
+                    self.readers.fetch_sub(1, Ordering::AcqRel);
+                }
+                let mut queues: Vec<&mut RecordQueue> = Vec::with_capacity(1 + guards.len());
+                queues.push(&mut own);
+                queues.extend(guards.iter_mut().map(|g| &mut **g));
+                return merge_take(&mut queues, max, options.keep);
+            }
+            drop(guards);
+            own = match deadline {
+                None => self
+                    .records_changed
+                    .wait(own)
+                    .unwrap_or_else(PoisonError::into_inner),
+                Some(d) => {
+                    let left = d.saturating_duration_since(Instant::now());
+                    self.records_changed
+                        .wait_timeout(own, left)
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .0
+                }
+            };
+        }
+    }
+
+    // ----- removal -------------------------------------------------------------------
+
+    /// Frees what the job holds for its user (records, callbacks, unrun work). Called by
+    /// the repository after the job left it; user finalizers run here, outside every lock.
+    pub(crate) fn release(&self) {
+        self.removed.store(true, Ordering::Release);
+        let records = {
+            let mut q = lock(&self.records);
+            q.closed = true;
+            std::mem::take(&mut q.records)
+        };
+        self.records_changed.notify_all();
+        let callbacks = self.callbacks.clear();
+        let work = lock(&self.work).take();
+        drop(records);
+        drop(callbacks);
+        drop(work);
+        for c in &self.children {
+            c.release();
+        }
+    }
+}
+
+/// Takes (or, with `keep`, copies) up to `max` records across `queues` in sequence order.
+fn merge_take(queues: &mut [&mut RecordQueue], max: usize, keep: bool) -> Vec<Record> {
+    if queues.len() == 1 {
+        let q = &mut queues[0].records;
+        let n = max.min(q.len());
+        return if keep {
+            q.iter().take(n).cloned().collect()
+        } else {
+            q.drain(..n).collect()
+        };
+    }
+    let mut cursors = vec![0usize; queues.len()];
+    let mut out = Vec::new();
+    while out.len() < max {
+        let next = queues
+            .iter()
+            .enumerate()
+            .filter_map(|(i, q)| q.records.get(cursors[i]).map(|r| (r.sequence, i)))
+            .min();
+        let Some((_, i)) = next else { break };
+        out.push(queues[i].records[cursors[i]].clone());
+        cursors[i] += 1;
+    }
+    if !keep {
+        for (q, n) in queues.iter_mut().zip(cursors) {
+            q.records.drain(..n);
+        }
+    }
+    out
+}
+
+/// The state a parent job's children call for (DESIGN §1 "Parent jobs"), or `None` while
+/// no child has started.
+pub(crate) fn aggregate(children: &[JobState], stop_asked: bool) -> Option<JobState> {
+    use JobState::*;
+    if children.iter().all(|s| s.is_finished()) {
+        return Some(if children.contains(&Failed) {
+            Failed
+        } else if stop_asked || children.contains(&Stopped) {
+            Stopped
+        } else {
+            Completed
+        });
+    }
+    if children.contains(&Blocked) {
+        return Some(Blocked);
+    }
+    if children.iter().all(|s| s.is_finished() || *s == Suspended) {
+        return Some(Suspended);
+    }
+    if stop_asked {
+        return Some(Stopping);
+    }
+    if children.iter().any(|s| *s != NotStarted) {
+        return Some(Running);
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::executor::worker::run_job;
+    use std::sync::Mutex as StdMutex;
+
+    fn init(work: Option<Work>) -> JobInit {
+        JobInit {
+            name: None,
+            command: String::new(),
+            type_name: "TestJob".into(),
+            location: "localhost".into(),
+            work,
+            callbacks: Vec::new(),
+        }
+    }
+
+    fn recorder(job: &Arc<Job>) -> Arc<StdMutex<Vec<(JobState, JobState)>>> {
+        let seen = Arc::new(StdMutex::new(Vec::new()));
+        let s = seen.clone();
+        job.on_state_changed(Box::new(move |e| {
+            s.lock()
+                .unwrap()
+                .push((e.previous_state_info.state, e.state_info.state))
+        }));
+        seen
+    }
+
+    #[test]
+    fn change_state_refuses_illegal_moves_and_reports_legal_ones_in_order() {
+        let job = Job::new_leaf(init(None));
+        let seen = recorder(&job);
+        assert!(job.change_state(JobState::Completed, None).is_err());
+        job.change_state(JobState::Running, None).unwrap();
+        assert!(job.change_state(JobState::Suspended, None).is_err());
+        job.change_state(JobState::Completed, None).unwrap();
+        assert!(job.change_state(JobState::Running, None).is_err());
+        assert_eq!(
+            *seen.lock().unwrap(),
+            vec![
+                (JobState::NotStarted, JobState::Running),
+                (JobState::Running, JobState::Completed)
+            ]
+        );
+        assert!(job.begin_time().is_some() && job.end_time().is_some());
+        assert!(job.write(Stream::Output, "late".into()).is_err());
+    }
+
+    #[test]
+    fn a_parent_follows_its_children() {
+        let ok: Work = Box::new(|ctx| Ok(ctx.write_output("ok")?));
+        let bad: Work = Box::new(|_| Err("boom".into()));
+        let parent = Job::new_parent(init(None), vec![init(Some(bad)), init(Some(ok))]);
+        let seen = recorder(&parent);
+        let kids = parent.children().to_vec();
+        assert_eq!(kids[0].id(), parent.id() + 1);
+        assert_eq!(kids[1].id(), parent.id() + 2);
+        assert_eq!(kids[1].parent_id(), parent.id());
+        assert_eq!(parent.status_message(), "0/2 completed");
+        run_job(&kids[0]);
+        assert_eq!(parent.state(), JobState::Running);
+        run_job(&kids[1]);
+        let info = parent.state_info();
+        assert_eq!(info.state, JobState::Failed);
+        assert!(info.reason.unwrap().contains("boom"));
+        assert_eq!(kids[1].state(), JobState::Completed);
+        assert_eq!(parent.status_message(), "2/2 completed");
+        assert_eq!(
+            *seen.lock().unwrap(),
+            vec![
+                (JobState::NotStarted, JobState::Running),
+                (JobState::Running, JobState::Failed)
+            ]
+        );
+        let got = parent.receive(ReceiveOptions::default());
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].job_id, kids[1].id());
+    }
+
+    #[test]
+    fn stopping_a_parent_stops_queued_children_and_ends_it_stopped() {
+        let w1: Work = Box::new(|_| Ok(()));
+        let w2: Work = Box::new(|_| Ok(()));
+        let parent = Job::new_parent(init(None), vec![init(Some(w1)), init(Some(w2))]);
+        parent.request_stop();
+        for k in parent.children() {
+            assert_eq!(k.state(), JobState::Stopped);
+            assert!(
+                lock(&k.work).is_none(),
+                "a stopped queued job frees its work"
+            );
+        }
+        assert_eq!(parent.state(), JobState::Stopped);
+    }
+
+    #[test]
+    fn aggregation_follows_design() {
+        use JobState::*;
+        assert_eq!(aggregate(&[NotStarted, NotStarted], false), None);
+        assert_eq!(aggregate(&[Running, NotStarted], false), Some(Running));
+        assert_eq!(aggregate(&[Running, Blocked], false), Some(Blocked));
+        assert_eq!(aggregate(&[Completed, Failed], false), Some(Failed));
+        assert_eq!(aggregate(&[Completed, Stopped], false), Some(Stopped));
+        assert_eq!(aggregate(&[Completed, Completed], true), Some(Stopped));
+        assert_eq!(aggregate(&[Completed, Completed], false), Some(Completed));
+        assert_eq!(aggregate(&[Suspended, Completed], false), Some(Suspended));
+        assert_eq!(aggregate(&[Running, Completed], true), Some(Stopping));
+    }
+
+    #[test]
+    fn merge_take_orders_by_sequence_and_keep_copies() {
+        let parent = Job::new_parent(init(None), vec![init(None), init(None)]);
+        let kids = parent.children().to_vec();
+        kids[0].write(Stream::Output, "a".into()).unwrap();
+        kids[1].write(Stream::Error, "b".into()).unwrap();
+        kids[0].write(Stream::Output, "c".into()).unwrap();
+        let opts = |keep, max| ReceiveOptions {
+            keep,
+            max,
+            ..Default::default()
+        };
+        let kept = parent.receive(opts(true, None));
+        let text: Vec<_> = kept.iter().map(|r| r.bytes().unwrap().to_vec()).collect();
+        assert_eq!(text, vec![b"a".to_vec(), b"b".to_vec(), b"c".to_vec()]);
+        assert!(parent.has_more_data());
+        let first = parent.receive(opts(false, Some(2)));
+        assert_eq!(first.len(), 2);
+        assert_eq!(first[1].stream, Stream::Error);
+        let rest = parent.receive(opts(false, None));
+        assert_eq!(rest.len(), 1);
+        assert_eq!(rest[0].bytes().unwrap(), b"c");
+        assert!(!parent.has_more_data());
+    }
+}

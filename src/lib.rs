@@ -1,0 +1,32 @@
+//! bgjob: PowerShell's background-job model — Start-Job, Get-Job, Receive-Job, Wait-Job,
+//! Stop-Job, Remove-Job — for Rust, C (see `include/bgjob.h`) and Python.
+//!
+//! A [`Job`] lives in the process-wide [`Repository`]; thread jobs run on a [`Pool`];
+//! state changes reach callbacks in order, after the records are readable and before
+//! waiters wake. `DESIGN.md` (shared with the project) defines every term.
+
+pub mod context;
+mod current;
+pub mod error;
+pub mod events;
+pub mod executor;
+pub mod ffi;
+pub mod job;
+pub mod record;
+pub mod repository;
+pub mod spec;
+pub mod state;
+pub mod wait;
+pub mod wildcard;
+
+pub use context::WorkContext;
+pub use error::{Error, Result};
+pub use events::{RegistrationId, StateCallback, on_any_state_changed, unregister_any};
+pub use executor::{Pool, configure_default_pool, default_pool};
+pub use job::{Job, JobId, ReceiveOptions, Work, WorkResult};
+pub use record::{Payload, ProgressRecord, Record, Stream};
+pub use repository::{JobFilter, Repository, get_job, get_jobs, remove_job, repository};
+pub use spec::{JobSpec, start_job};
+pub use state::{JobState, JobStateInfo, StateChangedEvent};
+pub use wait::{WaitMode, WaitResult, stop_job, wait_job_ids, wait_jobs};
+pub use wildcard::WildcardPattern;

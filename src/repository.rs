@@ -1,0 +1,185 @@
+//! The process-wide job repository (PowerShell's JobRepository): every job, top-level and
+//! child, by id; listing, filtering and removal.
+//!
+//! Sharded by id so that starts and lookups from many threads rarely meet on one lock.
+
+use crate::error::{Error, Result};
+use crate::executor::blocking;
+use crate::job::{Job, JobId};
+use crate::state::JobState;
+use crate::wildcard::WildcardPattern;
+use std::collections::HashMap;
+use std::sync::{Arc, LazyLock, PoisonError, RwLock};
+use uuid::Uuid;
+
+const SHARDS: usize = 16;
+
+/// The job repository. There is one per process: [`repository()`].
+pub struct Repository {
+    shards: [RwLock<HashMap<JobId, Arc<Job>>>; SHARDS],
+}
+
+static REPOSITORY: LazyLock<Repository> = LazyLock::new(|| Repository {
+    shards: std::array::from_fn(|_| RwLock::new(HashMap::new())),
+});
+
+/// The process-wide repository.
+pub fn repository() -> &'static Repository {
+    &REPOSITORY
+}
+
+/// Which jobs [`Repository::find`] returns (Get-Job's parameters). Empty = all top-level jobs.
+#[derive(Clone, Debug, Default)]
+pub struct JobFilter {
+    /// Names matching this wildcard pattern (case-insensitive).
+    pub name: Option<WildcardPattern>,
+    /// Commands matching this wildcard pattern (case-insensitive).
+    pub command: Option<WildcardPattern>,
+    /// Jobs in this state.
+    pub state: Option<JobState>,
+    /// Jobs whose `has_more_data` is this.
+    pub has_more_data: Option<bool>,
+    /// Only the newest N of the jobs that match (highest ids).
+    pub newest: Option<usize>,
+    /// Child jobs too, not only top-level ones.
+    pub include_children: bool,
+}
+
+impl JobFilter {
+    fn matches(&self, job: &Job) -> bool {
+        (self.include_children || !job.is_child())
+            && self.state.is_none_or(|s| job.state() == s)
+            && self.name.as_ref().is_none_or(|p| p.is_match(job.name()))
+            && self
+                .command
+                .as_ref()
+                .is_none_or(|p| p.is_match(job.command()))
+            && self.has_more_data.is_none_or(|h| job.has_more_data() == h)
+    }
+}
+
+impl Repository {
+    fn shard(&self, id: JobId) -> &RwLock<HashMap<JobId, Arc<Job>>> {
+        &self.shards[(id as usize) % SHARDS]
+    }
+
+    /// Adds a job and its descendants.
+    pub(crate) fn add(&self, job: &Arc<Job>) {
+        for j in job.subtree() {
+            self.shard(j.id())
+                .write()
+                .unwrap_or_else(PoisonError::into_inner)
+                .insert(j.id(), j);
+        }
+    }
+
+    /// Takes a job and its descendants out; false if the job was not there (someone else
+    /// removed it first). The caller releases the job outside every lock.
+    pub(crate) fn detach(&self, job: &Arc<Job>) -> bool {
+        let mut found = false;
+        for j in job.subtree() {
+            let taken = self
+                .shard(j.id())
+                .write()
+                .unwrap_or_else(PoisonError::into_inner)
+                .remove(&j.id());
+            // The Arc drops here, after the shard lock: the job itself still holds its user
+            // data until `release`, so nothing of the user's runs under the lock.
+            found |= taken.is_some() && j.id() == job.id();
+        }
+        found
+    }
+
+    /// The job (top-level or child) with this id.
+    pub fn get(&self, id: JobId) -> Result<Arc<Job>> {
+        self.shard(id)
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&id)
+            .cloned()
+            .ok_or(Error::NoSuchJob(id))
+    }
+
+    /// The job with this instance id. Scans the repository (instance ids are rare lookups).
+    pub fn get_by_instance_id(&self, instance_id: Uuid) -> Result<Arc<Job>> {
+        for shard in &self.shards {
+            let shard = shard.read().unwrap_or_else(PoisonError::into_inner);
+            if let Some(j) = shard.values().find(|j| j.instance_id() == instance_id) {
+                return Ok(j.clone());
+            }
+        }
+        Err(Error::NoSuchInstance(instance_id.to_string()))
+    }
+
+    /// The jobs that match `filter`, sorted by id.
+    pub fn find(&self, filter: &JobFilter) -> Vec<Arc<Job>> {
+        let mut all: Vec<Arc<Job>> = Vec::new();
+        for shard in &self.shards {
+            let shard = shard.read().unwrap_or_else(PoisonError::into_inner);
+            all.extend(shard.values().cloned());
+        }
+        // The filter reads job state; it runs without any shard lock held.
+        all.retain(|j| filter.matches(j));
+        all.sort_unstable_by_key(|j| j.id());
+        if let Some(n) = filter.newest {
+            let skip = all.len().saturating_sub(n);
+            all.drain(..skip);
+        }
+        all
+    }
+
+    /// How many jobs the repository holds, children included.
+    pub fn len(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|s| s.read().unwrap_or_else(PoisonError::into_inner).len())
+            .sum()
+    }
+
+    /// Whether the repository holds no job.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Removes a top-level job and its children and frees their records at once.
+    ///
+    /// An unfinished job is refused (`NotFinished`) unless `force`: then it is stopped and
+    /// removed once it has finished. From the job's own work or callbacks, where waiting
+    /// for it could never end, a forced removal takes it out at once and its work ends in
+    /// the background (its user data is freed when it does).
+    pub fn remove(&self, id: JobId, force: bool) -> Result<()> {
+        let job = self.get(id)?;
+        if job.is_child() {
+            return Err(Error::ChildJob(id));
+        }
+        if !job.state().is_finished() {
+            if !force {
+                return Err(Error::NotFinished(id));
+            }
+            job.request_stop();
+            if job.check_can_wait().is_ok() {
+                blocking(|| job.wait_until(None, JobState::is_finished));
+            }
+        }
+        if !self.detach(&job) {
+            return Err(Error::NoSuchJob(id));
+        }
+        job.release();
+        Ok(())
+    }
+}
+
+/// Get-Job by id.
+pub fn get_job(id: JobId) -> Result<Arc<Job>> {
+    repository().get(id)
+}
+
+/// Get-Job with a filter: the matching jobs sorted by id.
+pub fn get_jobs(filter: &JobFilter) -> Vec<Arc<Job>> {
+    repository().find(filter)
+}
+
+/// Remove-Job: see [`Repository::remove`].
+pub fn remove_job(id: JobId, force: bool) -> Result<()> {
+    repository().remove(id, force)
+}

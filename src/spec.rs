@@ -1,0 +1,106 @@
+//! Start-Job: a start spec (what to run, how to call it, where) and starting it.
+
+use crate::context::WorkContext;
+use crate::error::Result;
+use crate::events::StateCallback;
+use crate::executor::{Pool, default_pool};
+use crate::job::{Job, JobInit, Work, WorkResult};
+use crate::repository::repository;
+use crate::state::StateChangedEvent;
+use std::sync::Arc;
+
+/// Everything needed to start a thread job. Callbacks given here are registered before the
+/// job can run, so none of its state changes is missed.
+pub struct JobSpec {
+    name: Option<String>,
+    command: String,
+    work: Work,
+    pool: Option<Pool>,
+    callbacks: Vec<StateCallback>,
+}
+
+impl JobSpec {
+    /// A spec for a thread job running `work`.
+    pub fn new(work: impl FnOnce(&WorkContext) -> WorkResult + Send + 'static) -> JobSpec {
+        JobSpec {
+            name: None,
+            command: String::new(),
+            work: Box::new(work),
+            pool: None,
+            callbacks: Vec::new(),
+        }
+    }
+
+    /// A spec for already-boxed work.
+    pub fn from_work(work: Work) -> JobSpec {
+        JobSpec {
+            name: None,
+            command: String::new(),
+            work,
+            pool: None,
+            callbacks: Vec::new(),
+        }
+    }
+
+    /// Sets the job's name (default `Job<id>`).
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// Sets the command text shown for the job.
+    pub fn command(mut self, command: impl Into<String>) -> Self {
+        self.command = command.into();
+        self
+    }
+
+    /// Runs the job on `pool` instead of the default pool.
+    pub fn pool(mut self, pool: &Pool) -> Self {
+        self.pool = Some(pool.clone());
+        self
+    }
+
+    /// Adds a state-change callback for this job.
+    pub fn on_state_changed(
+        mut self,
+        callback: impl Fn(&StateChangedEvent) + Send + Sync + 'static,
+    ) -> Self {
+        self.callbacks.push(Box::new(callback));
+        self
+    }
+
+    /// Adds an already-boxed state-change callback.
+    pub fn on_state_changed_boxed(mut self, callback: StateCallback) -> Self {
+        self.callbacks.push(callback);
+        self
+    }
+
+    /// Starts the job: see [`start_job`].
+    pub fn start(self) -> Result<Arc<Job>> {
+        start_job(self)
+    }
+}
+
+/// Start-Job: creates the job, adds it to the repository, queues it on its pool and returns
+/// at once. On error nothing is left behind (the spec's user data is freed).
+pub fn start_job(spec: JobSpec) -> Result<Arc<Job>> {
+    let pool = match spec.pool {
+        Some(p) => p,
+        None => default_pool()?.clone(),
+    };
+    let job = Job::new_leaf(JobInit {
+        name: spec.name,
+        command: spec.command,
+        type_name: "ThreadJob".to_string(),
+        location: "localhost".to_string(),
+        work: Some(spec.work),
+        callbacks: spec.callbacks,
+    });
+    repository().add(&job);
+    if let Err(e) = pool.submit(job.clone()) {
+        repository().detach(&job);
+        job.release();
+        return Err(e);
+    }
+    Ok(job)
+}

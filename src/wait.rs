@@ -1,0 +1,138 @@
+//! Wait-Job and Stop-Job: blocking until jobs are done, with a timeout.
+//!
+//! A job is *done* for a wait when its state is persistent (finished, Suspended,
+//! Disconnected) and the callbacks of that change have returned. Every wait goes through
+//! the executor's `blocking`, so a wait inside a job's work lends its worker to the pool.
+
+use crate::error::{Error, Result};
+use crate::events::Signal;
+use crate::executor::blocking;
+use crate::job::{Job, JobId};
+use crate::repository::repository;
+use crate::state::JobState;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Wait for all of the jobs, or for any one of them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WaitMode {
+    /// Until every job is done.
+    All,
+    /// Until at least one job is done.
+    Any,
+}
+
+/// What a wait found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WaitResult {
+    /// The ids of the jobs that are done, in the order they were given.
+    pub done: Vec<JobId>,
+    /// Whether the timeout elapsed before the wait's condition held.
+    pub timed_out: bool,
+}
+
+/// Waits for `jobs` (all or any) up to `timeout` (`None` = no limit; zero = poll: return
+/// the jobs that are done now). `Err(WouldDeadlock)` for a wait that could never end.
+pub fn wait_jobs(
+    jobs: &[Arc<Job>],
+    mode: WaitMode,
+    timeout: Option<Duration>,
+) -> Result<WaitResult> {
+    let deadline = timeout.map(|t| Instant::now() + t);
+    let poll = timeout == Some(Duration::ZERO);
+    if !poll {
+        for j in jobs {
+            if !j.is_done() {
+                j.check_can_wait()?;
+            }
+        }
+    }
+    let satisfied = match mode {
+        WaitMode::All => blocking(|| {
+            jobs.iter()
+                .all(|j| j.wait_until(deadline, JobState::is_persistent))
+        }),
+        WaitMode::Any => {
+            jobs.iter().any(|j| j.is_done()) || (!poll && blocking(|| wait_any(jobs, deadline)))
+        }
+    };
+    let done: Vec<JobId> = jobs
+        .iter()
+        .filter(|j| j.is_done())
+        .map(|j| j.id())
+        .collect();
+    let timed_out = !satisfied
+        && match mode {
+            WaitMode::All => done.len() < jobs.len(),
+            WaitMode::Any => done.is_empty() && !jobs.is_empty(),
+        };
+    Ok(WaitResult { done, timed_out })
+}
+
+fn wait_any(jobs: &[Arc<Job>], deadline: Option<Instant>) -> bool {
+    if jobs.is_empty() {
+        return true;
+    }
+    let signal = Signal::new();
+    let mut registered = Vec::with_capacity(jobs.len());
+    let mut done = false;
+    for j in jobs {
+        if j.add_waiter(&signal) {
+            registered.push(j);
+        } else {
+            done = true;
+            break;
+        }
+    }
+    while !done {
+        if !signal.wait(deadline) {
+            break;
+        }
+        done = jobs.iter().any(|j| j.is_done());
+        if !done {
+            // A job's state went persistent and back (e.g. Suspended, then resumed):
+            // register again where needed.
+            for j in jobs {
+                j.remove_waiter(&signal);
+                done |= !j.add_waiter(&signal);
+            }
+        }
+    }
+    for j in registered {
+        j.remove_waiter(&signal);
+    }
+    done
+}
+
+/// Wait-Job by ids: looks every id up first (`NoSuchJob` if one is unknown).
+pub fn wait_job_ids(
+    ids: &[JobId],
+    mode: WaitMode,
+    timeout: Option<Duration>,
+) -> Result<WaitResult> {
+    let jobs = ids
+        .iter()
+        .map(|&id| repository().get(id))
+        .collect::<Result<Vec<_>>>()?;
+    wait_jobs(&jobs, mode, timeout)
+}
+
+/// Stop-Job: asks the job to stop, then waits until it is finished, up to `timeout`
+/// (`None` = no limit). `Err(Timeout)` if it is still Stopping then. From the job's own work
+/// or callbacks it only asks (waiting there could never end).
+pub fn stop_job(job: &Arc<Job>, timeout: Option<Duration>) -> Result<()> {
+    job.request_stop();
+    if job.check_can_wait().is_err() {
+        return Ok(());
+    }
+    let deadline = timeout.map(|t| Instant::now() + t);
+    if blocking(|| job.wait_until(deadline, JobState::is_finished)) {
+        Ok(())
+    } else {
+        Err(Error::Timeout(format!(
+            "job {} is still {} after the stop timeout",
+            job.id(),
+            job.state()
+        )))
+    }
+}

@@ -1,0 +1,28 @@
+//! The committed `include/bgjob.h` must be exactly what cbindgen generates from the
+//! sources now: a stale header misleads every C user.
+
+use std::path::Path;
+
+#[test]
+fn committed_header_is_what_cbindgen_generates() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let config = cbindgen::Config::from_file(dir.join("cbindgen.toml")).expect("cbindgen.toml");
+    let bindings = cbindgen::generate_with_config(dir, config).expect("cbindgen generates");
+    let mut fresh = Vec::new();
+    bindings.write(&mut fresh);
+    let committed = std::fs::read(dir.join("include/bgjob.h")).expect("include/bgjob.h exists");
+    assert!(
+        fresh == committed,
+        "include/bgjob.h is stale: run `cargo build` (outside CI) and commit the header"
+    );
+}
+
+#[test]
+fn header_has_the_banner_and_cpp_guards() {
+    let text =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("include/bgjob.h"))
+            .expect("include/bgjob.h exists");
+    assert!(text.contains("do not edit"));
+    assert!(text.contains("extern \"C\""));
+    assert!(text.contains("#ifndef BGJOB_H"));
+}
