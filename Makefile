@@ -19,7 +19,7 @@ C_TESTS  := $(patsubst tests/c/%.c,$(BUILD)/c/%,$(wildcard tests/c/test_*.c))
 # Per-program time limit: a hang is a failure, never a stuck CI.
 RUN      := timeout 300
 
-.PHONY: all build test test-rust test-c test-cpp demo sanitize clean
+.PHONY: all build test test-rust test-c test-cpp test-readme demo sanitize clean
 
 all: build
 
@@ -37,7 +37,7 @@ $(BUILD)/cpp/header_check: tests/c/header_check.cpp $(HEADER) | build
 	@mkdir -p $(dir $@)
 	$(CXX) $(CFLAGS) $(CWARN) -std=c++17 -Iinclude $< -o $@ $(LINK)
 
-test: build test-rust test-c test-cpp
+test: build test-rust test-c test-cpp test-readme
 	@echo "make test: all suites passed"
 
 test-rust:
@@ -49,6 +49,17 @@ test-c: build $(C_TESTS)
 test-cpp: build $(BUILD)/cpp/header_check
 	$(RUN) $(BUILD)/cpp/header_check
 
+# The README's C example must compile as written and print what it says.
+$(BUILD)/readme/first.c: README.md
+	@mkdir -p $(dir $@)
+	awk '/^```c$$/{on=1;next} /^```$$/{if(on)exit} on' README.md > $@
+
+test-readme: build $(BUILD)/readme/first.c
+	$(CC) $(CFLAGS) $(CWARN) -std=c11 -Iinclude $(BUILD)/readme/first.c -o $(BUILD)/readme/first $(LINK)
+	$(RUN) $(BUILD)/readme/first | tee $(BUILD)/readme/first.out
+	grep -q '^job [0-9]* is Completed$$' $(BUILD)/readme/first.out
+	grep -q '^output: 2$$' $(BUILD)/readme/first.out
+
 $(BUILD)/demo: examples/c/demo.c $(HEADER) | build
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(CWARN) -std=c11 -Iinclude $< -o $@ $(LINK)
@@ -57,7 +68,7 @@ demo: build $(BUILD)/demo
 	$(BUILD)/demo
 
 # valgrind memcheck on every C test: any error or leak fails the run.
-VALGRIND := valgrind --quiet --error-exitcode=99 --leak-check=full --show-leak-kinds=definite,indirect,possible --errors-for-leak-kinds=definite,indirect,possible --fair-sched=yes
+VALGRIND := valgrind --quiet --suppressions=tests/valgrind.supp --error-exitcode=99 --leak-check=full --show-leak-kinds=definite,indirect,possible --errors-for-leak-kinds=definite,indirect,possible --fair-sched=yes
 sanitize: build $(C_TESTS)
 	@command -v valgrind >/dev/null || { apt-get update -qq && apt-get install -y -qq valgrind; }
 	@set -e; for t in $(C_TESTS); do echo "== valgrind $$t"; BGJOB_SANITIZE=1 $(RUN) $(VALGRIND) $$t; done

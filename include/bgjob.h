@@ -485,6 +485,118 @@ bgjob_status bgjob_get_job_by_instance_id(const char *instance_id,
 void bgjob_job_info_free(struct bgjob_job_info *info);
 
 /**
+ * The job's id (0 for NULL).
+ *
+ * # Safety
+ * `info` is NULL or a live snapshot.
+ */
+uint64_t bgjob_job_info_id(const struct bgjob_job_info *info);
+
+/**
+ * The parent job's id, or 0 for a top-level job.
+ *
+ * # Safety
+ * `info` is NULL or a live snapshot.
+ */
+uint64_t bgjob_job_info_parent_id(const struct bgjob_job_info *info);
+
+/**
+ * The instance id as text (`xxxxxxxx-xxxx-4xxx-yxxx-xxxxxxxxxxxx`).
+ *
+ * # Safety
+ * `info` is NULL or a live snapshot.
+ */
+const char *bgjob_job_info_instance_id(const struct bgjob_job_info *info);
+
+/**
+ * The name (UTF-8).
+ *
+ * # Safety
+ * `info` is NULL or a live snapshot.
+ */
+const char *bgjob_job_info_name(const struct bgjob_job_info *info);
+
+/**
+ * The command text.
+ *
+ * # Safety
+ * `info` is NULL or a live snapshot.
+ */
+const char *bgjob_job_info_command(const struct bgjob_job_info *info);
+
+/**
+ * The type name (`ThreadJob`, …; PowerShell's PSJobTypeName).
+ *
+ * # Safety
+ * `info` is NULL or a live snapshot.
+ */
+const char *bgjob_job_info_type_name(const struct bgjob_job_info *info);
+
+/**
+ * Where the job runs (`localhost`).
+ *
+ * # Safety
+ * `info` is NULL or a live snapshot.
+ */
+const char *bgjob_job_info_location(const struct bgjob_job_info *info);
+
+/**
+ * The status message ("" if none; a parent shows `finished/total completed`).
+ *
+ * # Safety
+ * `info` is NULL or a live snapshot.
+ */
+const char *bgjob_job_info_status_message(const struct bgjob_job_info *info);
+
+/**
+ * The state (`BGJOB_STATE_*`) when the snapshot was taken.
+ *
+ * # Safety
+ * `info` is NULL or a live snapshot.
+ */
+bgjob_job_state bgjob_job_info_state(const struct bgjob_job_info *info);
+
+/**
+ * The reason for the state, if an error caused it; NULL otherwise.
+ *
+ * # Safety
+ * `info` is NULL or a live snapshot.
+ */
+const char *bgjob_job_info_reason(const struct bgjob_job_info *info);
+
+/**
+ * When the job first ran, in nanoseconds since the Unix epoch; 0 if it never ran.
+ *
+ * # Safety
+ * `info` is NULL or a live snapshot.
+ */
+int64_t bgjob_job_info_begin_time_ns(const struct bgjob_job_info *info);
+
+/**
+ * When the job finished, in nanoseconds since the Unix epoch; 0 if it has not.
+ *
+ * # Safety
+ * `info` is NULL or a live snapshot.
+ */
+int64_t bgjob_job_info_end_time_ns(const struct bgjob_job_info *info);
+
+/**
+ * Whether the job or its children held unread records.
+ *
+ * # Safety
+ * `info` is NULL or a live snapshot.
+ */
+bool bgjob_job_info_has_more_data(const struct bgjob_job_info *info);
+
+/**
+ * How many child jobs it has.
+ *
+ * # Safety
+ * `info` is NULL or a live snapshot.
+ */
+size_t bgjob_job_info_child_count(const struct bgjob_job_info *info);
+
+/**
  * The id of child `index` (creation order), or 0 if `index` is out of range.
  *
  * # Safety
@@ -652,6 +764,14 @@ void bgjob_pool_free(struct bgjob_pool *pool);
  * `BGJOB_THROTTLE` environment variables. `BGJOB_E_ALREADY_INITIALIZED` once it exists.
  */
 bgjob_status bgjob_configure_default_pool(uint32_t threads, uint32_t throttle);
+
+/**
+ * Shuts the default pool down, if it was created: queued jobs become Stopped, running ones
+ * are asked to stop, then waits up to `timeout_ms` (-1 = no limit) for its threads to exit
+ * (`BGJOB_E_TIMEOUT` if work still runs). For hosts that want every bgjob thread gone
+ * before they exit; later starts without a pool fail with `BGJOB_E_SHUT_DOWN`. Repeatable.
+ */
+bgjob_status bgjob_shutdown(int64_t timeout_ms);
 
 /**
  * Receive-Job: takes the records of job `id` and of its children present now, in time

@@ -22,7 +22,7 @@ pub mod wildcard;
 pub use context::WorkContext;
 pub use error::{Error, Result};
 pub use events::{RegistrationId, StateCallback, on_any_state_changed, unregister_any};
-pub use executor::{Pool, configure_default_pool, default_pool};
+pub use executor::{Pool, configure_default_pool, default_pool, shutdown_default_pool};
 pub use job::{Job, JobId, ReceiveOptions, Work, WorkResult};
 pub use record::{Payload, ProgressRecord, Record, Stream};
 pub use repository::{JobFilter, Repository, get_job, get_jobs, remove_job, repository};

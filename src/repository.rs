@@ -78,11 +78,18 @@ impl Repository {
     pub(crate) fn detach(&self, job: &Arc<Job>) -> bool {
         let mut found = false;
         for j in job.subtree() {
-            let taken = self
-                .shard(j.id())
-                .write()
-                .unwrap_or_else(PoisonError::into_inner)
-                .remove(&j.id());
+            let taken = {
+                let mut shard = self
+                    .shard(j.id())
+                    .write()
+                    .unwrap_or_else(PoisonError::into_inner);
+                let taken = shard.remove(&j.id());
+                if shard.is_empty() {
+                    // An empty repository holds no memory: everything is freed when done.
+                    shard.shrink_to_fit();
+                }
+                taken
+            };
             // The Arc drops here, after the shard lock: the job itself still holds its user
             // data until `release`, so nothing of the user's runs under the lock.
             found |= taken.is_some() && j.id() == job.id();

@@ -56,3 +56,17 @@ pub fn default_pool() -> Result<&'static Pool> {
     let pool = Pool::new(threads, throttle)?;
     Ok(DEFAULT_POOL.get_or_init(|| pool))
 }
+
+/// Shuts the default pool down (see [`Pool::shutdown`]) if it was ever created: for a host
+/// that wants every bgjob thread gone before it exits (e.g. to be leak-checker clean).
+/// Later starts on the default pool fail with `ShutDown`.
+pub fn shutdown_default_pool(timeout: Option<std::time::Duration>) -> Result<()> {
+    // Taking the config lock orders this after a concurrent first creation.
+    let _cfg = DEFAULT_CONFIG
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
+    match DEFAULT_POOL.get() {
+        Some(p) => p.shutdown(timeout),
+        None => Ok(()),
+    }
+}

@@ -193,13 +193,22 @@ impl Pool {
             }
         }
         drop(g);
-        let finished: Vec<JoinHandle<()>> = {
+        // Every worker that counted itself out is past its last job: join those threads
+        // (all but this one, if it is a worker) so none outlives the shutdown. On a timeout,
+        // join only those already finished; the rest exit when their work ends.
+        let all_out = p.live.load(Ordering::Acquire) <= target;
+        // Only a worker asks for its own id: on a host's thread `current()` would allocate
+        // a handle that lives until the process ends.
+        let me_id = me.then(|| std::thread::current().id());
+        let joinable: Vec<JoinHandle<()>> = {
             let mut hs = lock(&p.handles);
-            let (done, alive): (Vec<_>, Vec<_>) = hs.drain(..).partition(|h| h.is_finished());
-            *hs = alive;
-            done
+            let (join, keep): (Vec<_>, Vec<_>) = hs
+                .drain(..)
+                .partition(|h| Some(h.thread().id()) != me_id && (all_out || h.is_finished()));
+            *hs = keep;
+            join
         };
-        for h in finished {
+        for h in joinable {
             let _ = h.join();
         }
         p.drain();
@@ -290,7 +299,12 @@ impl PoolInner {
             };
             self.busy.fetch_add(1, Ordering::AcqRel);
             *lock(slot) = Some(job.clone());
-            worker::run_job(&job);
+            if closed() {
+                // Taken from the queue as shutdown began: it is stopped, not run.
+                job.request_stop();
+            } else {
+                worker::run_job(&job);
+            }
             *lock(slot) = None;
             self.busy.fetch_sub(1, Ordering::AcqRel);
             self.throttle.release();

@@ -126,65 +126,164 @@ pub unsafe extern "C" fn bgjob_job_info_free(info: *mut bgjob_job_info) {
     });
 }
 
-macro_rules! info_getter {
-    ($(#[$doc:meta])* $name:ident -> $ty:ty, $fallback:expr, |$i:ident| $body:expr) => {
-        $(#[$doc])*
-        ///
-        /// # Safety
-        /// `info` is NULL or a live snapshot.
-        #[unsafe(no_mangle)]
-        pub unsafe extern "C" fn $name(info: *const bgjob_job_info) -> $ty {
-            boundary_value($fallback, || {
-                // SAFETY: as documented for the caller.
-                let $i = unsafe { non_null(info, "info") }?;
-                Ok($body)
-            })
-        }
-    };
+/// Reads a field of a snapshot; `fallback` (and the last error set) for NULL.
+///
+/// # Safety
+/// `info` is NULL or a live snapshot.
+unsafe fn field<T>(
+    info: *const bgjob_job_info,
+    fallback: T,
+    f: impl FnOnce(&bgjob_job_info) -> T,
+) -> T {
+    // SAFETY: as the caller guarantees.
+    boundary_value(fallback, || Ok(f(unsafe { non_null(info, "info") }?)))
 }
 
-info_getter!(
-    /// The job's id (0 for NULL).
-    bgjob_job_info_id -> u64, 0, |i| i.id);
-info_getter!(
-    /// The parent job's id, or 0 for a top-level job.
-    bgjob_job_info_parent_id -> u64, 0, |i| i.parent_id);
-info_getter!(
-    /// The instance id as text (`xxxxxxxx-xxxx-4xxx-yxxx-xxxxxxxxxxxx`).
-    bgjob_job_info_instance_id -> *const c_char, ptr::null(), |i| i.instance_id.as_ptr());
-info_getter!(
-    /// The name (UTF-8).
-    bgjob_job_info_name -> *const c_char, ptr::null(), |i| i.name.as_ptr());
-info_getter!(
-    /// The command text.
-    bgjob_job_info_command -> *const c_char, ptr::null(), |i| i.command.as_ptr());
-info_getter!(
-    /// The type name (`ThreadJob`, …; PowerShell's PSJobTypeName).
-    bgjob_job_info_type_name -> *const c_char, ptr::null(), |i| i.type_name.as_ptr());
-info_getter!(
-    /// Where the job runs (`localhost`).
-    bgjob_job_info_location -> *const c_char, ptr::null(), |i| i.location.as_ptr());
-info_getter!(
-    /// The status message ("" if none; a parent shows `finished/total completed`).
-    bgjob_job_info_status_message -> *const c_char, ptr::null(), |i| i.status_message.as_ptr());
-info_getter!(
-    /// The state (`BGJOB_STATE_*`) when the snapshot was taken.
-    bgjob_job_info_state -> bgjob_job_state, 0, |i| i.state);
-info_getter!(
-    /// The reason for the state, if an error caused it; NULL otherwise.
-    bgjob_job_info_reason -> *const c_char, ptr::null(), |i| i.reason.as_ref().map_or(ptr::null(), |r| r.as_ptr()));
-info_getter!(
-    /// When the job first ran, in nanoseconds since the Unix epoch; 0 if it never ran.
-    bgjob_job_info_begin_time_ns -> i64, 0, |i| i.begin_ns);
-info_getter!(
-    /// When the job finished, in nanoseconds since the Unix epoch; 0 if it has not.
-    bgjob_job_info_end_time_ns -> i64, 0, |i| i.end_ns);
-info_getter!(
-    /// Whether the job or its children held unread records.
-    bgjob_job_info_has_more_data -> bool, false, |i| i.has_more_data);
-info_getter!(
-    /// How many child jobs it has.
-    bgjob_job_info_child_count -> usize, 0, |i| i.children.len());
+/// The job's id (0 for NULL).
+///
+/// # Safety
+/// `info` is NULL or a live snapshot.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn bgjob_job_info_id(info: *const bgjob_job_info) -> u64 {
+    // SAFETY: as documented for the caller.
+    unsafe { field(info, 0, |i| i.id) }
+}
+
+/// The parent job's id, or 0 for a top-level job.
+///
+/// # Safety
+/// `info` is NULL or a live snapshot.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn bgjob_job_info_parent_id(info: *const bgjob_job_info) -> u64 {
+    // SAFETY: as documented for the caller.
+    unsafe { field(info, 0, |i| i.parent_id) }
+}
+
+/// The instance id as text (`xxxxxxxx-xxxx-4xxx-yxxx-xxxxxxxxxxxx`).
+///
+/// # Safety
+/// `info` is NULL or a live snapshot.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn bgjob_job_info_instance_id(info: *const bgjob_job_info) -> *const c_char {
+    // SAFETY: as documented for the caller.
+    unsafe { field(info, ptr::null(), |i| i.instance_id.as_ptr()) }
+}
+
+/// The name (UTF-8).
+///
+/// # Safety
+/// `info` is NULL or a live snapshot.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn bgjob_job_info_name(info: *const bgjob_job_info) -> *const c_char {
+    // SAFETY: as documented for the caller.
+    unsafe { field(info, ptr::null(), |i| i.name.as_ptr()) }
+}
+
+/// The command text.
+///
+/// # Safety
+/// `info` is NULL or a live snapshot.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn bgjob_job_info_command(info: *const bgjob_job_info) -> *const c_char {
+    // SAFETY: as documented for the caller.
+    unsafe { field(info, ptr::null(), |i| i.command.as_ptr()) }
+}
+
+/// The type name (`ThreadJob`, …; PowerShell's PSJobTypeName).
+///
+/// # Safety
+/// `info` is NULL or a live snapshot.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn bgjob_job_info_type_name(info: *const bgjob_job_info) -> *const c_char {
+    // SAFETY: as documented for the caller.
+    unsafe { field(info, ptr::null(), |i| i.type_name.as_ptr()) }
+}
+
+/// Where the job runs (`localhost`).
+///
+/// # Safety
+/// `info` is NULL or a live snapshot.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn bgjob_job_info_location(info: *const bgjob_job_info) -> *const c_char {
+    // SAFETY: as documented for the caller.
+    unsafe { field(info, ptr::null(), |i| i.location.as_ptr()) }
+}
+
+/// The status message ("" if none; a parent shows `finished/total completed`).
+///
+/// # Safety
+/// `info` is NULL or a live snapshot.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn bgjob_job_info_status_message(
+    info: *const bgjob_job_info,
+) -> *const c_char {
+    // SAFETY: as documented for the caller.
+    unsafe { field(info, ptr::null(), |i| i.status_message.as_ptr()) }
+}
+
+/// The state (`BGJOB_STATE_*`) when the snapshot was taken.
+///
+/// # Safety
+/// `info` is NULL or a live snapshot.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn bgjob_job_info_state(info: *const bgjob_job_info) -> bgjob_job_state {
+    // SAFETY: as documented for the caller.
+    unsafe { field(info, 0, |i| i.state) }
+}
+
+/// The reason for the state, if an error caused it; NULL otherwise.
+///
+/// # Safety
+/// `info` is NULL or a live snapshot.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn bgjob_job_info_reason(info: *const bgjob_job_info) -> *const c_char {
+    // SAFETY: as documented for the caller.
+    unsafe {
+        field(info, ptr::null(), |i| {
+            i.reason.as_ref().map_or(ptr::null(), |r| r.as_ptr())
+        })
+    }
+}
+
+/// When the job first ran, in nanoseconds since the Unix epoch; 0 if it never ran.
+///
+/// # Safety
+/// `info` is NULL or a live snapshot.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn bgjob_job_info_begin_time_ns(info: *const bgjob_job_info) -> i64 {
+    // SAFETY: as documented for the caller.
+    unsafe { field(info, 0, |i| i.begin_ns) }
+}
+
+/// When the job finished, in nanoseconds since the Unix epoch; 0 if it has not.
+///
+/// # Safety
+/// `info` is NULL or a live snapshot.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn bgjob_job_info_end_time_ns(info: *const bgjob_job_info) -> i64 {
+    // SAFETY: as documented for the caller.
+    unsafe { field(info, 0, |i| i.end_ns) }
+}
+
+/// Whether the job or its children held unread records.
+///
+/// # Safety
+/// `info` is NULL or a live snapshot.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn bgjob_job_info_has_more_data(info: *const bgjob_job_info) -> bool {
+    // SAFETY: as documented for the caller.
+    unsafe { field(info, false, |i| i.has_more_data) }
+}
+
+/// How many child jobs it has.
+///
+/// # Safety
+/// `info` is NULL or a live snapshot.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn bgjob_job_info_child_count(info: *const bgjob_job_info) -> usize {
+    // SAFETY: as documented for the caller.
+    unsafe { field(info, 0, |i| i.children.len()) }
+}
 
 /// The id of child `index` (creation order), or 0 if `index` is out of range.
 ///

@@ -3,7 +3,7 @@
 use super::status::bgjob_status;
 use super::{boundary, non_null, timeout_from_ms};
 use crate::error::Error;
-use crate::executor::{Pool, configure_default_pool};
+use crate::executor::{Pool, configure_default_pool, shutdown_default_pool};
 
 /// A pool of worker threads with a throttle limit. Jobs started on it with
 /// `bgjob_spec_set_pool` run there instead of the default pool.
@@ -76,4 +76,13 @@ pub unsafe extern "C" fn bgjob_pool_free(pool: *mut bgjob_pool) {
 #[unsafe(no_mangle)]
 pub extern "C" fn bgjob_configure_default_pool(threads: u32, throttle: u32) -> bgjob_status {
     boundary(|| configure_default_pool(threads as usize, throttle as usize))
+}
+
+/// Shuts the default pool down, if it was created: queued jobs become Stopped, running ones
+/// are asked to stop, then waits up to `timeout_ms` (-1 = no limit) for its threads to exit
+/// (`BGJOB_E_TIMEOUT` if work still runs). For hosts that want every bgjob thread gone
+/// before they exit; later starts without a pool fail with `BGJOB_E_SHUT_DOWN`. Repeatable.
+#[unsafe(no_mangle)]
+pub extern "C" fn bgjob_shutdown(timeout_ms: i64) -> bgjob_status {
+    boundary(|| shutdown_default_pool(timeout_from_ms(timeout_ms)?))
 }

@@ -33,5 +33,6 @@ static void test_write_two(void) {
 
 int main(void) {
     RUN_TEST(test_write_two);
+    CHECK_OK(bgjob_shutdown(BGJOB_INFINITE));
     return check_summary("test_smoke");
 }
