@@ -4,6 +4,7 @@
 #   make test      build everything and run every test (Rust, C, C++ header check)
 #   make sanitize  run the C tests under valgrind memcheck (leaks and errors are fatal)
 
+SHELL    := bash
 CARGO    ?= cargo
 CC       ?= gcc
 CXX      ?= g++
@@ -19,7 +20,7 @@ C_TESTS  := $(patsubst tests/c/%.c,$(BUILD)/c/%,$(wildcard tests/c/test_*.c))
 # Per-program time limit: a hang is a failure, never a stuck CI.
 RUN      := timeout 300
 
-.PHONY: all build test test-rust test-c test-cpp test-readme demo sanitize clean
+.PHONY: all build test test-suites test-rust test-c test-cpp test-readme demo sanitize clean
 
 all: build
 
@@ -28,7 +29,7 @@ build:
 
 $(SO) $(HEADER): build
 
-$(BUILD)/c/%: tests/c/%.c tests/c/check.h $(HEADER) | build
+$(BUILD)/c/%: tests/c/%.c $(wildcard tests/c/*.h) $(HEADER) | build
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(CWARN) -std=c11 -Iinclude -Itests/c $< -o $@ $(LINK)
 
@@ -37,8 +38,15 @@ $(BUILD)/cpp/header_check: tests/c/header_check.cpp $(HEADER) | build
 	@mkdir -p $(dir $@)
 	$(CXX) $(CFLAGS) $(CWARN) -std=c++17 -Iinclude $< -o $@ $(LINK)
 
-test: build test-rust test-c test-cpp test-readme
-	@echo "make test: all suites passed"
+# Runs every suite, then prints one closing line with the totals of all of them.
+test:
+	@mkdir -p $(BUILD)
+	@set -o pipefail; $(MAKE) --no-print-directory test-suites 2>&1 | tee $(BUILD)/test.log
+	@awk '/^test result:/ { p += $$4; f += $$6 } \
+	      /^[A-Za-z_ ()+0-9-]*: [0-9]+ passed, [0-9]+ failed$$/ { p += $$(NF-3); f += $$(NF-1) } \
+	      END { printf "make test: %d passed, %d failed\n", p, f; exit f > 0 }' $(BUILD)/test.log
+
+test-suites: build test-rust test-c test-cpp test-readme
 
 test-rust:
 	$(CARGO) test --$(PROFILE)
@@ -68,7 +76,7 @@ demo: build $(BUILD)/demo
 	$(BUILD)/demo
 
 # valgrind memcheck on every C test: any error or leak fails the run.
-VALGRIND := valgrind --quiet --suppressions=tests/valgrind.supp --error-exitcode=99 --leak-check=full --show-leak-kinds=definite,indirect,possible --errors-for-leak-kinds=definite,indirect,possible --fair-sched=yes
+VALGRIND := valgrind --suppressions=tests/valgrind.supp --error-exitcode=99 --leak-check=full --show-leak-kinds=definite,indirect,possible --errors-for-leak-kinds=definite,indirect,possible --fair-sched=yes
 sanitize: build $(C_TESTS)
 	@command -v valgrind >/dev/null || { apt-get update -qq && apt-get install -y -qq valgrind; }
 	@set -e; for t in $(C_TESTS); do echo "== valgrind $$t"; BGJOB_SANITIZE=1 $(RUN) $(VALGRIND) $$t; done

@@ -74,12 +74,12 @@ impl CallbackList {
         true
     }
 
-    /// Takes every registration out; the caller drops the result outside any lock.
+    /// Takes every registration out, so no later change calls them; the caller drops the
+    /// result outside any lock. Unlike `remove`, a dispatch under way still calls them all:
+    /// a callback that removes its own job must not rob the job's other callbacks of the
+    /// change they are being told about.
     pub(crate) fn clear(&self) -> Snapshot {
         let mut list = self.list.lock().unwrap_or_else(PoisonError::into_inner);
-        for r in list.iter() {
-            r.active.store(false, Ordering::Release);
-        }
         self.count.store(0, Ordering::Release);
         std::mem::replace(&mut *list, Arc::from(Vec::new()))
     }

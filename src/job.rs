@@ -500,16 +500,18 @@ impl Job {
 
     /// Executor side: the work ended with `outcome`. A stop asked before it ended wins.
     pub(crate) fn finish_work(self: &Arc<Self>, outcome: WorkResult) {
-        let (state, reason) = if self.stop_requested() {
-            (JobState::Stopped, None)
-        } else {
-            match outcome {
-                Ok(()) => (JobState::Completed, None),
-                Err(reason) => (JobState::Failed, Some(Arc::from(reason))),
-            }
-        };
         let dispatch = {
             let mut cell = lock(&self.state);
+            // `request_stop` sets the flag under this lock as it stores Stopping, so a
+            // stopped job is never moved Running -> Stopped.
+            let (state, reason) = if self.stop_requested() {
+                (JobState::Stopped, None)
+            } else {
+                match outcome {
+                    Ok(()) => (JobState::Completed, None),
+                    Err(reason) => (JobState::Failed, Some(Arc::from(reason))),
+                }
+            };
             self.store_state(&mut cell, state, reason, false)
                 .unwrap_or(false)
         };
@@ -521,8 +523,8 @@ impl Job {
     /// Asks the job to stop and returns at once. A queued job becomes Stopped now and never
     /// runs; a running one becomes Stopping until its work ends; a parent stops its children.
     pub fn request_stop(self: &Arc<Self>) {
-        self.stop_requested.store(true, Ordering::Release);
         if !self.children.is_empty() {
+            self.stop_requested.store(true, Ordering::Release);
             let dispatch = {
                 let mut cell = lock(&self.state);
                 cell.stop_asked = true;
@@ -544,6 +546,9 @@ impl Job {
         let mut work = None;
         let dispatch = {
             let mut cell = lock(&self.state);
+            // Set under the state lock, with the move to Stopping below: whoever sees the
+            // flag sees Stopping (or Stopped) once it takes the lock.
+            self.stop_requested.store(true, Ordering::Release);
             let target = match cell.info.state {
                 JobState::NotStarted | JobState::Disconnected => Some(JobState::Stopped),
                 JobState::Running | JobState::Blocked | JobState::Suspended => {

@@ -4,6 +4,33 @@
 //! A [`Job`] lives in the process-wide [`Repository`]; thread jobs run on a [`Pool`];
 //! state changes reach callbacks in order, after the records are readable and before
 //! waiters wake. `DESIGN.md` (shared with the project) defines every term.
+//!
+//! ```
+//! use bgjob::{JobSpec, JobState, ReceiveOptions, WaitMode, remove_job, wait_jobs};
+//!
+//! // Start-Job: returns at once; the work runs on the default pool.
+//! let job = JobSpec::new(|ctx| {
+//!     ctx.write_progress(50, "Adding", "half way")?;
+//!     ctx.write_output("2")?;
+//!     Ok(())
+//! })
+//! .name("adder")
+//! .start()?;
+//!
+//! // Wait-Job, then Receive-Job: every record the work wrote, in order.
+//! wait_jobs(&[job.clone()], WaitMode::All, None)?;
+//! assert_eq!(job.state(), JobState::Completed);
+//! let output: Vec<_> = job
+//!     .receive(ReceiveOptions::default())
+//!     .into_iter()
+//!     .filter_map(|r| r.bytes().map(|b| b.to_vec()))
+//!     .collect();
+//! assert_eq!(output, vec![b"2".to_vec()]);
+//!
+//! // Remove-Job frees it.
+//! remove_job(job.id(), false)?;
+//! # Ok::<(), bgjob::Error>(())
+//! ```
 
 pub mod context;
 mod current;

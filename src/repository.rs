@@ -151,7 +151,8 @@ impl Repository {
     /// Removes a top-level job and its children and frees their records at once.
     ///
     /// An unfinished job is refused (`NotFinished`) unless `force`: then it is stopped and
-    /// removed once it has finished. From the job's own work or callbacks, where waiting
+    /// removed once it has finished. Either way the callbacks of its finishing change run
+    /// before it goes (removal ends its callback registrations). From the job's own work or callbacks, where waiting
     /// for it could never end, a forced removal takes it out at once and its work ends in
     /// the background (its user data is freed when it does).
     pub fn remove(&self, id: JobId, force: bool) -> Result<()> {
@@ -164,9 +165,11 @@ impl Repository {
                 return Err(Error::NotFinished(id));
             }
             job.request_stop();
-            if job.check_can_wait().is_ok() {
-                blocking(|| job.wait_until(None, JobState::is_finished));
-            }
+        }
+        // Removal ends the job's callback registrations: first let the callbacks of its
+        // finishing change run (the stored state can be ahead of the delivered one).
+        if job.check_can_wait().is_ok() {
+            blocking(|| job.wait_until(None, JobState::is_finished));
         }
         if !self.detach(&job) {
             return Err(Error::NoSuchJob(id));
