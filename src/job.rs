@@ -712,8 +712,20 @@ impl Job {
         lock(&self.details).status_message = Some(message);
     }
 
-    /// Receives records of this job and its children in time (sequence) order.
-    pub fn receive(self: &Arc<Self>, options: ReceiveOptions) -> Vec<Record> {
+    /// Receive-Job: takes (or with `keep` copies) up to `max` records of this job and its
+    /// children, in time (sequence) order. With `wait` it first blocks until the job is
+    /// finished, `max` records are there, or the timeout elapses (lending a worker's slot to
+    /// its pool meanwhile); `Err(WouldDeadlock)` if that wait could never end (from the
+    /// job's own work, or a callback of it while it is unfinished).
+    pub fn receive(self: &Arc<Self>, options: ReceiveOptions) -> Result<Vec<Record>> {
+        if !options.wait {
+            return Ok(self.receive_now(options));
+        }
+        self.check_can_wait()?;
+        Ok(crate::executor::blocking(|| self.receive_now(options)))
+    }
+
+    fn receive_now(self: &Arc<Self>, options: ReceiveOptions) -> Vec<Record> {
         let deadline = options.timeout.map(|t| Instant::now() + t);
         let max = options.max.unwrap_or(usize::MAX);
         let others: Vec<Arc<Job>> = self.subtree().split_off(1);
@@ -912,7 +924,7 @@ mod tests {
                 (JobState::Running, JobState::Failed)
             ]
         );
-        let got = parent.receive(ReceiveOptions::default());
+        let got = parent.receive(ReceiveOptions::default()).unwrap();
         assert_eq!(got.len(), 1);
         assert_eq!(got[0].job_id, kids[1].id());
     }
@@ -959,14 +971,14 @@ mod tests {
             max,
             ..Default::default()
         };
-        let kept = parent.receive(opts(true, None));
+        let kept = parent.receive(opts(true, None)).unwrap();
         let text: Vec<_> = kept.iter().map(|r| r.bytes().unwrap().to_vec()).collect();
         assert_eq!(text, vec![b"a".to_vec(), b"b".to_vec(), b"c".to_vec()]);
         assert!(parent.has_more_data());
-        let first = parent.receive(opts(false, Some(2)));
+        let first = parent.receive(opts(false, Some(2))).unwrap();
         assert_eq!(first.len(), 2);
         assert_eq!(first[1].stream, Stream::Error);
-        let rest = parent.receive(opts(false, None));
+        let rest = parent.receive(opts(false, None)).unwrap();
         assert_eq!(rest.len(), 1);
         assert_eq!(rest[0].bytes().unwrap(), b"c");
         assert!(!parent.has_more_data());

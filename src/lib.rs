@@ -21,7 +21,7 @@
 //! wait_jobs(&[job.clone()], WaitMode::All, None)?;
 //! assert_eq!(job.state(), JobState::Completed);
 //! let output: Vec<_> = job
-//!     .receive(ReceiveOptions::default())
+//!     .receive(ReceiveOptions::default())?
 //!     .into_iter()
 //!     .filter_map(|r| r.bytes().map(|b| b.to_vec()))
 //!     .collect();

@@ -56,7 +56,7 @@ fn texts(records: &[Record]) -> Vec<String> {
 }
 
 fn take_all(job: &Arc<Job>) -> Vec<String> {
-    texts(&job.receive(ReceiveOptions::default()))
+    texts(&job.receive(ReceiveOptions::default()).unwrap())
 }
 
 /// Polls `cond` until it holds or `LONG` passes; false if it never held.
@@ -741,12 +741,14 @@ fn receive_with_wait_and_max_returns_as_soon_as_max_records_are_there() {
     .name(unique("receive-max"))
     .start()
     .unwrap();
-    let got = job.receive(ReceiveOptions {
-        wait: true,
-        max: Some(3),
-        timeout: Some(LONG),
-        keep: false,
-    });
+    let got = job
+        .receive(ReceiveOptions {
+            wait: true,
+            max: Some(3),
+            timeout: Some(LONG),
+            keep: false,
+        })
+        .unwrap();
     assert_eq!(texts(&got), ["1", "2", "3"]);
     assert_eq!(
         job.state(),
@@ -777,12 +779,14 @@ fn receive_with_wait_on_a_running_job_times_out_with_what_is_present() {
     written.recv_timeout(LONG).unwrap();
     assert!(job.parent().is_none() && job.children().is_empty());
     let t0 = Instant::now();
-    let got = job.receive(ReceiveOptions {
-        wait: true,
-        timeout: Some(Duration::from_millis(300)),
-        keep: true,
-        ..Default::default()
-    });
+    let got = job
+        .receive(ReceiveOptions {
+            wait: true,
+            timeout: Some(Duration::from_millis(300)),
+            keep: true,
+            ..Default::default()
+        })
+        .unwrap();
     let waited = t0.elapsed();
     assert_eq!(texts(&got), ["a", "b"]);
     assert!(
@@ -791,12 +795,14 @@ fn receive_with_wait_on_a_running_job_times_out_with_what_is_present() {
     );
     assert!(waited < LONG);
     // With a max that is not reached, the same.
-    let got = job.receive(ReceiveOptions {
-        wait: true,
-        max: Some(5),
-        timeout: Some(Duration::from_millis(100)),
-        keep: false,
-    });
+    let got = job
+        .receive(ReceiveOptions {
+            wait: true,
+            max: Some(5),
+            timeout: Some(Duration::from_millis(100)),
+            keep: false,
+        })
+        .unwrap();
     assert_eq!(texts(&got), ["a", "b"]);
     assert_eq!(job.state(), Running);
     gate.open();
@@ -825,19 +831,23 @@ fn has_more_data_is_true_until_the_records_are_consumed() {
     };
     assert!(job.has_more_data());
     assert_eq!(with(true), [job.id()]);
-    let kept = job.receive(ReceiveOptions {
-        keep: true,
-        ..Default::default()
-    });
+    let kept = job
+        .receive(ReceiveOptions {
+            keep: true,
+            ..Default::default()
+        })
+        .unwrap();
     assert_eq!(texts(&kept), ["x", "y"]);
     assert!(job.has_more_data(), "keep leaves the records");
-    let first = job.receive(ReceiveOptions {
-        max: Some(1),
-        ..Default::default()
-    });
+    let first = job
+        .receive(ReceiveOptions {
+            max: Some(1),
+            ..Default::default()
+        })
+        .unwrap();
     assert_eq!(texts(&first), ["x"]);
     assert!(job.has_more_data());
-    let rest = job.receive(ReceiveOptions::default());
+    let rest = job.receive(ReceiveOptions::default()).unwrap();
     assert_eq!(texts(&rest), ["y"]);
     assert_eq!(rest[0].stream, bgjob::Stream::Error);
     assert!(first[0].sequence < rest[0].sequence);

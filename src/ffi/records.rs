@@ -138,16 +138,13 @@ pub unsafe extern "C" fn bgjob_receive(
         }
         let timeout = timeout_from_ms(timeout_ms)?;
         let job = repository().get(id)?;
-        if wait {
-            job.check_can_wait()?;
-        }
         let options = ReceiveOptions {
             keep,
             max: (max != 0).then_some(max),
             wait,
             timeout,
         };
-        let records = crate::executor::blocking(|| job.receive(options));
+        let records = job.receive(options)?;
         if auto_remove && job.state().is_finished() && !job.has_more_data() {
             // Someone else may have removed it meanwhile; the records are ours either way.
             let _ = repository().remove(id, false);

@@ -64,6 +64,22 @@ static const char *check_current = "";
         fflush(stdout);                                                                \
     } while (0)
 
+/* RUN_TEST for a test function taking one argument. */
+#define RUN_TEST_ARG(fn, arg)                                                          \
+    do {                                                                               \
+        int before_ = check_failures;                                                  \
+        check_current = #fn;                                                           \
+        fn(arg);                                                                       \
+        if (check_failures == before_) {                                               \
+            check_passes++;                                                            \
+            printf("  ok   %s\n", #fn);                                                \
+        } else {                                                                       \
+            check_failed_tests++;                                                      \
+            printf("  FAIL %s\n", #fn);                                                \
+        }                                                                              \
+        fflush(stdout);                                                                \
+    } while (0)
+
 static inline int check_summary(const char *program) {
     printf("%s: %d passed, %d failed\n", program, check_passes, check_failed_tests);
     return check_failures ? 1 : 0;
