@@ -4,7 +4,8 @@
 use crate::error::Result;
 use crate::job::{Job, JobId};
 use crate::record::{Payload, ProgressRecord, Stream};
-use std::sync::{Arc, Mutex, PoisonError};
+use crate::sync::lock;
+use std::sync::{Arc, Mutex};
 
 /// Handed to a job's work while it runs. It is `Sync`: the work may share it with
 /// threads of its own, as long as they are done before the work returns.
@@ -72,13 +73,10 @@ impl WorkContext {
 
     /// Fails the job with `reason` when the work returns, whatever it returns.
     pub fn fail(&self, reason: &str) {
-        *self.failure.lock().unwrap_or_else(PoisonError::into_inner) = Some(reason.to_string());
+        *lock(&self.failure) = Some(reason.to_string());
     }
 
     pub(crate) fn take_failure(&self) -> Option<String> {
-        self.failure
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take()
+        lock(&self.failure).take()
     }
 }

@@ -6,9 +6,10 @@
 //! and no dispatch still holds it.
 
 use crate::state::StateChangedEvent;
+use crate::sync::{lock, wait_until};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 
 /// A state-change callback: gets the job id, its new and its previous state info.
 pub type StateCallback = Box<dyn Fn(&StateChangedEvent) + Send + Sync>;
@@ -48,7 +49,7 @@ impl CallbackList {
             active: AtomicBool::new(true),
             callback,
         });
-        let mut list = self.list.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut list = lock(&self.list);
         let mut v: Vec<_> = list.iter().cloned().collect();
         v.push(reg);
         *list = Arc::from(v);
@@ -60,7 +61,7 @@ impl CallbackList {
     /// on another thread may still be calling it; it is never called by a later one.
     pub(crate) fn remove(&self, id: RegistrationId) -> bool {
         let old = {
-            let mut list = self.list.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut list = lock(&self.list);
             let Some(found) = list.iter().find(|r| r.id == id) else {
                 return false;
             };
@@ -79,7 +80,7 @@ impl CallbackList {
     /// a callback that removes its own job must not rob the job's other callbacks of the
     /// change they are being told about.
     pub(crate) fn clear(&self) -> Snapshot {
-        let mut list = self.list.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut list = lock(&self.list);
         self.count.store(0, Ordering::Release);
         std::mem::replace(&mut *list, Arc::from(Vec::new()))
     }
@@ -88,12 +89,7 @@ impl CallbackList {
         if self.count.load(Ordering::Acquire) == 0 {
             return None;
         }
-        Some(
-            self.list
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .clone(),
-        )
+        Some(lock(&self.list).clone())
     }
 
     /// Calls every active callback of `snapshot` with `event`. A panic in one is caught,
@@ -129,36 +125,15 @@ impl Signal {
     }
 
     pub(crate) fn fire(&self) {
-        *self.fired.lock().unwrap_or_else(PoisonError::into_inner) = true;
+        *lock(&self.fired) = true;
         self.cond.notify_all();
     }
 
     /// Waits until fired (then re-arms) or until `deadline`; true if fired.
     pub(crate) fn wait(&self, deadline: Option<std::time::Instant>) -> bool {
-        let mut fired = self.fired.lock().unwrap_or_else(PoisonError::into_inner);
-        while !*fired {
-            match deadline {
-                None => {
-                    fired = self
-                        .cond
-                        .wait(fired)
-                        .unwrap_or_else(PoisonError::into_inner)
-                }
-                Some(d) => {
-                    let now = std::time::Instant::now();
-                    if now >= d {
-                        return false;
-                    }
-                    fired = self
-                        .cond
-                        .wait_timeout(fired, d - now)
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .0;
-                }
-            }
-        }
+        let (mut fired, ok) = wait_until(&self.cond, lock(&self.fired), deadline, |f| *f);
         *fired = false;
-        true
+        ok
     }
 }
 

@@ -19,9 +19,10 @@ use crate::error::{Error, Result};
 use crate::events::{CallbackList, RegistrationId, Signal, StateCallback};
 use crate::record::{Payload, ProgressRecord, Record, Stream, next_sequence};
 use crate::state::{JobState, JobStateInfo, StateChangedEvent};
+use crate::sync::{lock, wait_step, wait_until};
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, Weak};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant, SystemTime};
 use uuid::Uuid;
 
@@ -39,12 +40,6 @@ static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 /// Reserves `count` consecutive ids and returns the first.
 pub(crate) fn allocate_ids(count: u64) -> JobId {
     NEXT_ID.fetch_add(count, Ordering::Relaxed)
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // User code never runs under our locks, so a poisoned lock only means a bug of ours
-    // panicked mid-update of plain data; carrying on is safer than poisoning every job.
-    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// What a new job is made of (the core's side of a start spec).
@@ -621,29 +616,11 @@ impl Job {
         if current::is_dispatching(self.id) {
             return until(self.state());
         }
-        let mut cell = lock(&self.state);
-        while !until(cell.delivered) {
-            match deadline {
-                None => {
-                    cell = self
-                        .delivered_changed
-                        .wait(cell)
-                        .unwrap_or_else(PoisonError::into_inner)
-                }
-                Some(d) => {
-                    let now = Instant::now();
-                    if now >= d {
-                        return false;
-                    }
-                    cell = self
-                        .delivered_changed
-                        .wait_timeout(cell, d - now)
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .0;
-                }
-            }
-        }
-        true
+        let cell = lock(&self.state);
+        wait_until(&self.delivered_changed, cell, deadline, |c| {
+            until(c.delivered)
+        })
+        .1
     }
 
     /// Registers `signal` to fire when the job becomes done; false (not registered) if it
@@ -752,19 +729,7 @@ impl Job {
                 return merge_take(&mut queues, max, options.keep);
             }
             drop(guards);
-            own = match deadline {
-                None => self
-                    .records_changed
-                    .wait(own)
-                    .unwrap_or_else(PoisonError::into_inner),
-                Some(d) => {
-                    let left = d.saturating_duration_since(Instant::now());
-                    self.records_changed
-                        .wait_timeout(own, left)
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .0
-                }
-            };
+            own = wait_step(&self.records_changed, own, deadline);
         }
     }
 

@@ -43,6 +43,7 @@ pub mod record;
 pub mod repository;
 pub mod spec;
 pub mod state;
+mod sync;
 pub mod wait;
 pub mod wildcard;
 

@@ -7,9 +7,10 @@ use crate::error::{Error, Result};
 use crate::executor::blocking;
 use crate::job::{Job, JobId};
 use crate::state::JobState;
+use crate::sync::{read, write};
 use crate::wildcard::WildcardPattern;
 use std::collections::HashMap;
-use std::sync::{Arc, LazyLock, PoisonError, RwLock};
+use std::sync::{Arc, LazyLock, RwLock};
 use uuid::Uuid;
 
 const SHARDS: usize = 16;
@@ -66,10 +67,7 @@ impl Repository {
     /// Adds a job and its descendants.
     pub(crate) fn add(&self, job: &Arc<Job>) {
         for j in job.subtree() {
-            self.shard(j.id())
-                .write()
-                .unwrap_or_else(PoisonError::into_inner)
-                .insert(j.id(), j);
+            write(self.shard(j.id())).insert(j.id(), j);
         }
     }
 
@@ -79,10 +77,7 @@ impl Repository {
         let mut found = false;
         for j in job.subtree() {
             let taken = {
-                let mut shard = self
-                    .shard(j.id())
-                    .write()
-                    .unwrap_or_else(PoisonError::into_inner);
+                let mut shard = write(self.shard(j.id()));
                 let taken = shard.remove(&j.id());
                 if shard.is_empty() {
                     // An empty repository holds no memory: everything is freed when done.
@@ -99,9 +94,7 @@ impl Repository {
 
     /// The job (top-level or child) with this id.
     pub fn get(&self, id: JobId) -> Result<Arc<Job>> {
-        self.shard(id)
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
+        read(self.shard(id))
             .get(&id)
             .cloned()
             .ok_or(Error::NoSuchJob(id))
@@ -110,7 +103,7 @@ impl Repository {
     /// The job with this instance id. Scans the repository (instance ids are rare lookups).
     pub fn get_by_instance_id(&self, instance_id: Uuid) -> Result<Arc<Job>> {
         for shard in &self.shards {
-            let shard = shard.read().unwrap_or_else(PoisonError::into_inner);
+            let shard = read(shard);
             if let Some(j) = shard.values().find(|j| j.instance_id() == instance_id) {
                 return Ok(j.clone());
             }
@@ -122,7 +115,7 @@ impl Repository {
     pub fn find(&self, filter: &JobFilter) -> Vec<Arc<Job>> {
         let mut all: Vec<Arc<Job>> = Vec::new();
         for shard in &self.shards {
-            let shard = shard.read().unwrap_or_else(PoisonError::into_inner);
+            let shard = read(shard);
             all.extend(shard.values().cloned());
         }
         // The filter reads job state; it runs without any shard lock held.
@@ -137,10 +130,7 @@ impl Repository {
 
     /// How many jobs the repository holds, children included.
     pub fn len(&self) -> usize {
-        self.shards
-            .iter()
-            .map(|s| s.read().unwrap_or_else(PoisonError::into_inner).len())
-            .sum()
+        self.shards.iter().map(|s| read(s).len()).sum()
     }
 
     /// Whether the repository holds no job.

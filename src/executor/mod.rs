@@ -9,7 +9,8 @@ pub use pool::Pool;
 pub(crate) use pool::blocking;
 
 use crate::error::{Error, Result};
-use std::sync::{Mutex, OnceLock, PoisonError};
+use crate::sync::lock;
+use std::sync::{Mutex, OnceLock};
 
 static DEFAULT_POOL: OnceLock<Pool> = OnceLock::new();
 static DEFAULT_CONFIG: Mutex<Option<(usize, usize)>> = Mutex::new(None);
@@ -18,9 +19,7 @@ static DEFAULT_CONFIG: Mutex<Option<(usize, usize)>> = Mutex::new(None);
 /// before its first use; they win over `BGJOB_THREADS` and `BGJOB_THROTTLE`.
 /// `Err(AlreadyInitialized)` once the default pool exists.
 pub fn configure_default_pool(threads: usize, throttle: usize) -> Result<()> {
-    let mut cfg = DEFAULT_CONFIG
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner);
+    let mut cfg = lock(&DEFAULT_CONFIG);
     if DEFAULT_POOL.get().is_some() {
         return Err(Error::AlreadyInitialized(
             "the default pool is already running; configure it before the first job".into(),
@@ -45,9 +44,7 @@ pub fn default_pool() -> Result<&'static Pool> {
         return Ok(p);
     }
     // Holding the config lock makes configure-vs-first-use race free.
-    let cfg = DEFAULT_CONFIG
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner);
+    let cfg = lock(&DEFAULT_CONFIG);
     if let Some(p) = DEFAULT_POOL.get() {
         return Ok(p);
     }
@@ -62,9 +59,7 @@ pub fn default_pool() -> Result<&'static Pool> {
 /// Later starts on the default pool fail with `ShutDown`.
 pub fn shutdown_default_pool(timeout: Option<std::time::Duration>) -> Result<()> {
     // Taking the config lock orders this after a concurrent first creation.
-    let _cfg = DEFAULT_CONFIG
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner);
+    let _cfg = lock(&DEFAULT_CONFIG);
     match DEFAULT_POOL.get() {
         Some(p) => p.shutdown(timeout),
         None => Ok(()),

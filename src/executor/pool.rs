@@ -5,10 +5,11 @@ use super::throttle::Throttle;
 use super::worker;
 use crate::error::{Error, Result};
 use crate::job::Job;
+use crate::sync::{lock, wait_until};
 use crossbeam_channel::{Receiver, Sender, select};
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -20,10 +21,6 @@ static NEXT_POOL_ID: AtomicU64 = AtomicU64::new(1);
 thread_local! {
     /// The pool whose worker this thread is, and how deep it is in blocking waits.
     static WORKER_OF: RefCell<Option<(Arc<PoolInner>, usize)>> = const { RefCell::new(None) };
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// A pool of worker threads that runs thread jobs, at most `throttle` at once.
@@ -174,25 +171,9 @@ impl Pool {
         });
         let target = usize::from(me);
         let deadline = timeout.map(|t| Instant::now() + t);
-        let mut g = lock(&p.exited.0);
-        while p.live.load(Ordering::Acquire) > target {
-            match deadline {
-                None => g = p.exited.1.wait(g).unwrap_or_else(PoisonError::into_inner),
-                Some(d) => {
-                    let now = Instant::now();
-                    if now >= d {
-                        break;
-                    }
-                    g = p
-                        .exited
-                        .1
-                        .wait_timeout(g, d - now)
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .0;
-                }
-            }
-        }
-        drop(g);
+        drop(wait_until(&p.exited.1, lock(&p.exited.0), deadline, |_| {
+            p.live.load(Ordering::Acquire) <= target
+        }));
         // Every worker that counted itself out is past its last job: join those threads
         // (all but this one, if it is a worker) so none outlives the shutdown. On a timeout,
         // join only those already finished; the rest exit when their work ends.

@@ -5,7 +5,8 @@
 //! it back unconditionally when the wait ends. New jobs start only while the count is
 //! positive, so the pool is back under its limit as soon as borrowers return.
 
-use std::sync::{Condvar, Mutex, PoisonError};
+use crate::sync::{lock, wait_until};
+use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 pub(crate) struct Throttle {
@@ -25,45 +26,30 @@ impl Throttle {
     /// when `patience` (if any) runs out first.
     pub(crate) fn acquire(&self, closed: impl Fn() -> bool, patience: Option<Duration>) -> bool {
         let deadline = patience.map(|d| Instant::now() + d);
-        let mut p = self.permits.lock().unwrap_or_else(PoisonError::into_inner);
-        loop {
-            if closed() {
-                return false;
-            }
-            if *p > 0 {
-                *p -= 1;
-                return true;
-            }
-            p = match deadline {
-                None => self.cond.wait(p).unwrap_or_else(PoisonError::into_inner),
-                Some(d) => {
-                    let now = Instant::now();
-                    if now >= d {
-                        return false;
-                    }
-                    self.cond
-                        .wait_timeout(p, d - now)
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .0
-                }
-            };
+        let (mut p, ok) = wait_until(&self.cond, lock(&self.permits), deadline, |p| {
+            closed() || *p > 0
+        });
+        if !ok || closed() {
+            return false;
         }
+        *p -= 1;
+        true
     }
 
     /// Gives a permit back.
     pub(crate) fn release(&self) {
-        *self.permits.lock().unwrap_or_else(PoisonError::into_inner) += 1;
+        *lock(&self.permits) += 1;
         self.cond.notify_one();
     }
 
     /// Takes a permit back without waiting (after a blocking wait); may go below zero.
     pub(crate) fn reclaim(&self) {
-        *self.permits.lock().unwrap_or_else(PoisonError::into_inner) -= 1;
+        *lock(&self.permits) -= 1;
     }
 
     /// Wakes every waiter so that it re-checks `closed`.
     pub(crate) fn wake_all(&self) {
-        let _p = self.permits.lock().unwrap_or_else(PoisonError::into_inner);
+        let _p = lock(&self.permits);
         self.cond.notify_all();
     }
 }

@@ -49,36 +49,25 @@ static const char *check_current = "";
         }                                                                              \
     } while (0)
 
-#define RUN_TEST(fn)                                                                   \
+/* Runs one test call and reports it as passed if it recorded no failure. */
+#define RUN_CALL(name, call)                                                           \
     do {                                                                               \
         int before_ = check_failures;                                                  \
-        check_current = #fn;                                                           \
-        fn();                                                                          \
+        check_current = name;                                                          \
+        call;                                                                          \
         if (check_failures == before_) {                                               \
             check_passes++;                                                            \
-            printf("  ok   %s\n", #fn);                                                \
+            printf("  ok   %s\n", name);                                               \
         } else {                                                                       \
             check_failed_tests++;                                                      \
-            printf("  FAIL %s\n", #fn);                                                \
+            printf("  FAIL %s\n", name);                                               \
         }                                                                              \
         fflush(stdout);                                                                \
     } while (0)
 
+#define RUN_TEST(fn) RUN_CALL(#fn, fn())
 /* RUN_TEST for a test function taking one argument. */
-#define RUN_TEST_ARG(fn, arg)                                                          \
-    do {                                                                               \
-        int before_ = check_failures;                                                  \
-        check_current = #fn;                                                           \
-        fn(arg);                                                                       \
-        if (check_failures == before_) {                                               \
-            check_passes++;                                                            \
-            printf("  ok   %s\n", #fn);                                                \
-        } else {                                                                       \
-            check_failed_tests++;                                                      \
-            printf("  FAIL %s\n", #fn);                                                \
-        }                                                                              \
-        fflush(stdout);                                                                \
-    } while (0)
+#define RUN_TEST_ARG(fn, arg) RUN_CALL(#fn, fn(arg))
 
 static inline int check_summary(const char *program) {
     printf("%s: %d passed, %d failed\n", program, check_passes, check_failed_tests);

@@ -1,0 +1,59 @@
+//! Small helpers over std's `Mutex` and `Condvar`: locking that shrugs off poisoning, and
+//! condition waits bounded by an optional deadline.
+
+use std::sync::{
+    Condvar, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard,
+};
+use std::time::Instant;
+
+/// Locks `m`. No user code runs under bgjob's locks, so poisoning can only mean a bug of
+/// ours panicked mid-update of plain data; carrying on beats poisoning every caller.
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Read-locks `l`, shrugging off poisoning as [`lock`] does.
+pub(crate) fn read<T>(l: &RwLock<T>) -> RwLockReadGuard<'_, T> {
+    l.read().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Write-locks `l`, shrugging off poisoning as [`lock`] does.
+pub(crate) fn write<T>(l: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
+    l.write().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Waits once on `cond` (spurious wake-ups included), at most until `deadline`.
+pub(crate) fn wait_step<'a, T>(
+    cond: &Condvar,
+    guard: MutexGuard<'a, T>,
+    deadline: Option<Instant>,
+) -> MutexGuard<'a, T> {
+    match deadline {
+        None => cond.wait(guard).unwrap_or_else(PoisonError::into_inner),
+        Some(d) => {
+            let left = d.saturating_duration_since(Instant::now());
+            cond.wait_timeout(guard, left)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0
+        }
+    }
+}
+
+/// Waits on `cond` until `done` holds for the guarded value or `deadline` passes; returns
+/// the guard and whether `done` held.
+pub(crate) fn wait_until<'a, T>(
+    cond: &Condvar,
+    mut guard: MutexGuard<'a, T>,
+    deadline: Option<Instant>,
+    mut done: impl FnMut(&mut T) -> bool,
+) -> (MutexGuard<'a, T>, bool) {
+    loop {
+        if done(&mut guard) {
+            return (guard, true);
+        }
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            return (guard, false);
+        }
+        guard = wait_step(cond, guard, deadline);
+    }
+}
