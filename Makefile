@@ -20,7 +20,7 @@ C_TESTS  := $(patsubst tests/c/%.c,$(BUILD)/c/%,$(wildcard tests/c/test_*.c))
 # Per-program time limit: a hang is a failure, never a stuck CI.
 RUN      := timeout 300
 
-.PHONY: all build test test-suites test-rust test-c test-cpp test-readme demo sanitize clean
+.PHONY: all build python test-python test test-suites test-rust test-c test-cpp test-readme demo sanitize clean
 
 all: build
 
@@ -43,10 +43,12 @@ test:
 	@mkdir -p $(BUILD)
 	@set -o pipefail; $(MAKE) --no-print-directory test-suites 2>&1 | tee $(BUILD)/test.log
 	@awk '/^test result:/ { p += $$4; f += $$6 } \
+	      / in [0-9.]+s/ && /(passed|failed)/ && !/^test result/ { for (i = 2; i <= NF; i++) { \
+	          if ($$i ~ /^passed,?$$/) p += $$(i-1); if ($$i ~ /^(failed|errors?),?$$/) f += $$(i-1) } } \
 	      /^[A-Za-z_ ()+0-9-]*: [0-9]+ passed, [0-9]+ failed$$/ { p += $$(NF-3); f += $$(NF-1) } \
 	      END { printf "make test: %d passed, %d failed\n", p, f; exit f > 0 }' $(BUILD)/test.log
 
-test-suites: build test-rust test-c test-cpp test-readme
+test-suites: build test-rust test-c test-cpp test-readme test-python
 
 test-rust:
 	$(CARGO) test --$(PROFILE)
@@ -56,6 +58,24 @@ test-c: build $(C_TESTS)
 
 test-cpp: build $(BUILD)/cpp/header_check
 	$(RUN) $(BUILD)/cpp/header_check
+
+# The Python package, built with maturin into a virtual environment this Makefile makes
+# (it installs maturin, pytest and mypy there itself).
+VENV     := $(BUILD)/venv
+VPY      := $(abspath $(VENV))/bin/python
+$(VENV)/.ready:
+	python3 -m venv $(VENV)
+	$(VPY) -m pip install -q --upgrade pip
+	$(VPY) -m pip install -q "maturin>=1.9,<2" "pytest>=8" "pytest-timeout>=2" "mypy>=1.10"
+	touch $@
+
+python: $(VENV)/.ready
+	VIRTUAL_ENV=$(abspath $(VENV)) PATH=$(abspath $(VENV))/bin:$$PATH \
+	  maturin develop --release -m bindings/python/Cargo.toml
+
+test-python: python
+	cd bindings/python && $(RUN) $(VPY) -m pytest -q -p no:cacheprovider
+	cd bindings/python && $(VPY) -m mypy.stubtest bgjob
 
 # The README's C example must compile as written and print what it says.
 $(BUILD)/readme/first.c: README.md

@@ -7,18 +7,20 @@ use crate::record::{Payload, ProgressRecord, Stream};
 use crate::sync::lock;
 use std::sync::{Arc, Mutex};
 
-/// Handed to a job's work while it runs. It is `Sync`: the work may share it with
-/// threads of its own, as long as they are done before the work returns.
+/// Handed to a job's work while it runs. It is `Send + Sync` and cheap to clone: the work
+/// may hand copies to threads or objects of its own (a binding keeps one as the "current
+/// job"). Once the job is finished, writes through any copy fail with `InvalidState`.
+#[derive(Clone)]
 pub struct WorkContext {
     job: Arc<Job>,
-    failure: Mutex<Option<String>>,
+    failure: Arc<Mutex<Option<String>>>,
 }
 
 impl WorkContext {
     pub(crate) fn new(job: Arc<Job>) -> Self {
         WorkContext {
             job,
-            failure: Mutex::new(None),
+            failure: Arc::new(Mutex::new(None)),
         }
     }
 
@@ -30,6 +32,11 @@ impl WorkContext {
     /// The job this work runs for.
     pub fn job(&self) -> &Arc<Job> {
         &self.job
+    }
+
+    /// Writes any record payload (bytes, a progress report, or a binding's object).
+    pub fn write_payload(&self, stream: Stream, payload: Payload) -> Result<()> {
+        self.job.write(stream, payload)
     }
 
     /// Writes a record to `stream`.

@@ -58,7 +58,8 @@ struct StateCell {
     delivered: JobState,
     begin: Option<SystemTime>,
     end: Option<SystemTime>,
-    pending: VecDeque<StateChangedEvent>,
+    /// Changes stored but not yet dispatched: (new, previous).
+    pending: VecDeque<(JobStateInfo, JobStateInfo)>,
     dispatching: bool,
     /// Multi-job waiters to wake when the delivered state becomes persistent.
     waiters: Vec<Arc<Signal>>,
@@ -101,7 +102,12 @@ pub struct Job {
     removed: AtomicBool,
     callbacks: CallbackList,
     work: Mutex<Option<Work>>,
+    /// What a binding keeps with the job (Python: the work's return value or exception).
+    attachment: Mutex<Option<Attachment>>,
 }
+
+/// Data a binding keeps with a job, freed when the job is removed.
+pub type Attachment = Arc<dyn std::any::Any + Send + Sync>;
 
 impl std::fmt::Debug for Job {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -166,6 +172,7 @@ impl Job {
             removed: AtomicBool::new(false),
             callbacks,
             work: Mutex::new(init.work),
+            attachment: Mutex::new(None),
         }
     }
 
@@ -292,6 +299,17 @@ impl Job {
         lock(&self.details).progress.clone()
     }
 
+    /// Keeps `data` with the job (replacing what was kept) until the job is removed.
+    pub fn set_attachment(&self, data: Attachment) {
+        let old = lock(&self.attachment).replace(data);
+        drop(old);
+    }
+
+    /// What a binding keeps with the job, if anything.
+    pub fn attachment(&self) -> Option<Attachment> {
+        lock(&self.attachment).clone()
+    }
+
     /// Whether a stop was asked of this job.
     pub fn stop_requested(&self) -> bool {
         self.stop_requested.load(Ordering::Acquire)
@@ -363,11 +381,7 @@ impl Job {
             drop(q);
             self.records_changed.notify_all();
         }
-        cell.pending.push_back(StateChangedEvent {
-            job_id: self.id,
-            state_info: cell.info.clone(),
-            previous_state_info: previous,
-        });
+        cell.pending.push_back((cell.info.clone(), previous));
         Ok(!std::mem::replace(&mut cell.dispatching, true))
     }
 
@@ -392,7 +406,12 @@ impl Job {
             let event = {
                 let mut cell = lock(&self.state);
                 match cell.pending.pop_front() {
-                    Some(e) => e,
+                    Some((state_info, previous_state_info)) => StateChangedEvent {
+                        job_id: self.id,
+                        job: self.clone(),
+                        state_info,
+                        previous_state_info,
+                    },
                     None => {
                         cell.dispatching = false;
                         return;
@@ -584,7 +603,7 @@ impl Job {
 
     /// Refuses a wait on this job that could never end: from its own work, from a child's
     /// work, or (for a later change) from inside one of its own callbacks.
-    pub(crate) fn check_can_wait(&self) -> Result<()> {
+    pub fn check_can_wait(&self) -> Result<()> {
         let working = current::working_job();
         if working != 0 && self.subtree_contains(working) {
             return Err(Error::WouldDeadlock(format!(
@@ -691,46 +710,66 @@ impl Job {
 
     /// Receive-Job: takes (or with `keep` copies) up to `max` records of this job and its
     /// children, in time (sequence) order. With `wait` it first blocks until the job is
-    /// finished, `max` records are there, or the timeout elapses (lending a worker's slot to
-    /// its pool meanwhile); `Err(WouldDeadlock)` if that wait could never end (from the
-    /// job's own work, or a callback of it while it is unfinished).
+    /// finished, `max` records are there, or the timeout elapses (see
+    /// [`Job::wait_for_records`]).
     pub fn receive(self: &Arc<Self>, options: ReceiveOptions) -> Result<Vec<Record>> {
-        if !options.wait {
-            return Ok(self.receive_now(options));
+        if options.wait {
+            self.wait_for_records(options.max, options.timeout)?;
         }
-        self.check_can_wait()?;
-        Ok(crate::executor::blocking(|| self.receive_now(options)))
-    }
-
-    fn receive_now(self: &Arc<Self>, options: ReceiveOptions) -> Vec<Record> {
-        let deadline = options.timeout.map(|t| Instant::now() + t);
         let max = options.max.unwrap_or(usize::MAX);
         let others: Vec<Arc<Job>> = self.subtree().split_off(1);
         let mut own = lock(&self.records);
-        if options.wait {
-            self.readers.fetch_add(1, Ordering::AcqRel);
+        let mut guards: Vec<MutexGuard<'_, RecordQueue>> =
+            others.iter().map(|j| lock(&j.records)).collect();
+        let mut queues: Vec<&mut RecordQueue> = Vec::with_capacity(1 + guards.len());
+        queues.push(&mut own);
+        queues.extend(guards.iter_mut().map(|g| &mut **g));
+        Ok(merge_take(&mut queues, max, options.keep))
+    }
+
+    /// Blocks until the job and its children are finished, at least `max` records
+    /// (`None`: any number) are unread, or `timeout` elapses; true unless it timed out.
+    /// Takes nothing. A worker's slot is lent to its pool meanwhile; `Err(WouldDeadlock)`
+    /// if the wait could never end (from the job's own work, or a callback of it while it
+    /// is unfinished).
+    pub fn wait_for_records(
+        self: &Arc<Self>,
+        max: Option<usize>,
+        timeout: Option<Duration>,
+    ) -> Result<bool> {
+        self.check_can_wait()?;
+        let deadline = timeout.map(|t| Instant::now() + t);
+        let max = max.unwrap_or(usize::MAX);
+        // Only a wait that will block lends the worker to its pool.
+        if self.wait_records_until(max, Some(Instant::now())) {
+            return Ok(true);
         }
-        loop {
-            let mut guards: Vec<MutexGuard<'_, RecordQueue>> =
+        Ok(crate::executor::blocking(|| {
+            self.wait_records_until(max, deadline)
+        }))
+    }
+
+    fn wait_records_until(self: &Arc<Self>, max: usize, deadline: Option<Instant>) -> bool {
+        let others: Vec<Arc<Job>> = self.subtree().split_off(1);
+        let mut own = lock(&self.records);
+        self.readers.fetch_add(1, Ordering::AcqRel);
+        let ready = loop {
+            let guards: Vec<MutexGuard<'_, RecordQueue>> =
                 others.iter().map(|j| lock(&j.records)).collect();
-            let ready = !options.wait || {
-                let available: usize =
-                    own.records.len() + guards.iter().map(|g| g.records.len()).sum::<usize>();
-                let finished = own.closed && guards.iter().all(|g| g.closed);
-                finished || available >= max || deadline.is_some_and(|d| Instant::now() >= d)
-            };
-            if ready {
-                if options.wait {
-                    self.readers.fetch_sub(1, Ordering::AcqRel);
-                }
-                let mut queues: Vec<&mut RecordQueue> = Vec::with_capacity(1 + guards.len());
-                queues.push(&mut own);
-                queues.extend(guards.iter_mut().map(|g| &mut **g));
-                return merge_take(&mut queues, max, options.keep);
+            let available =
+                own.records.len() + guards.iter().map(|g| g.records.len()).sum::<usize>();
+            let finished = own.closed && guards.iter().all(|g| g.closed);
+            if finished || available >= max {
+                break true;
+            }
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                break false;
             }
             drop(guards);
             own = wait_step(&self.records_changed, own, deadline);
-        }
+        };
+        self.readers.fetch_sub(1, Ordering::AcqRel);
+        ready
     }
 
     // ----- removal -------------------------------------------------------------------
@@ -747,9 +786,11 @@ impl Job {
         self.records_changed.notify_all();
         let callbacks = self.callbacks.clear();
         let work = lock(&self.work).take();
+        let attachment = lock(&self.attachment).take();
         drop(records);
         drop(callbacks);
         drop(work);
+        drop(attachment);
         for c in &self.children {
             c.release();
         }

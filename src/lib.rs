@@ -51,10 +51,12 @@ pub use context::WorkContext;
 pub use error::{Error, Result};
 pub use events::{RegistrationId, StateCallback, on_any_state_changed, unregister_any};
 pub use executor::{Pool, configure_default_pool, default_pool, shutdown_default_pool};
-pub use job::{Job, JobId, ReceiveOptions, Work, WorkResult};
+pub use job::{Attachment, Job, JobId, ReceiveOptions, Work, WorkResult};
 pub use record::{Payload, ProgressRecord, Record, Stream};
 pub use repository::{JobFilter, Repository, get_job, get_jobs, remove_job, repository};
 pub use spec::{JobSpec, start_job};
 pub use state::{JobState, JobStateInfo, StateChangedEvent};
+/// The type of [`Job::instance_id`].
+pub use uuid::Uuid;
 pub use wait::{WaitMode, WaitResult, stop_job, wait_job_ids, wait_jobs};
 pub use wildcard::WildcardPattern;

@@ -159,7 +159,10 @@ impl Repository {
         // Removal ends the job's callback registrations: first let the callbacks of its
         // finishing change run (the stored state can be ahead of the delivered one).
         if job.check_can_wait().is_ok() {
-            blocking(|| job.wait_until(None, JobState::is_finished));
+            // Only a wait that will block lends the worker to its pool.
+            if !job.wait_until(Some(std::time::Instant::now()), JobState::is_finished) {
+                blocking(|| job.wait_until(None, JobState::is_finished));
+            }
         }
         if !self.detach(&job) {
             return Err(Error::NoSuchJob(id));

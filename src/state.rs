@@ -142,6 +142,8 @@ impl JobStateInfo {
 pub struct StateChangedEvent {
     /// The job that changed.
     pub job_id: u64,
+    /// The job itself (still usable if it was removed meanwhile).
+    pub job: Arc<crate::job::Job>,
     /// Its new state info.
     pub state_info: JobStateInfo,
     /// Its state info before the change.

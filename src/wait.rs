@@ -48,10 +48,14 @@ pub fn wait_jobs(
         }
     }
     let satisfied = match mode {
-        WaitMode::All => blocking(|| {
-            jobs.iter()
-                .all(|j| j.wait_until(deadline, JobState::is_persistent))
-        }),
+        // Only a wait that will block lends the worker to its pool.
+        WaitMode::All => {
+            jobs.iter().all(|j| j.is_done())
+                || blocking(|| {
+                    jobs.iter()
+                        .all(|j| j.wait_until(deadline, JobState::is_persistent))
+                })
+        }
         WaitMode::Any => {
             jobs.iter().any(|j| j.is_done()) || (!poll && blocking(|| wait_any(jobs, deadline)))
         }
@@ -126,7 +130,8 @@ pub fn stop_job(job: &Arc<Job>, timeout: Option<Duration>) -> Result<()> {
         return Ok(());
     }
     let deadline = timeout.map(|t| Instant::now() + t);
-    if blocking(|| job.wait_until(deadline, JobState::is_finished)) {
+    let finished_now = job.wait_until(Some(Instant::now()), JobState::is_finished);
+    if finished_now || blocking(|| job.wait_until(deadline, JobState::is_finished)) {
         Ok(())
     } else {
         Err(Error::Timeout(format!(

@@ -1,0 +1,163 @@
+"""The pure-Python types of bgjob: JobState, JobStateInfo, Stream and the record classes."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import enum
+from typing import Any, NamedTuple, Optional
+
+__all__ = [
+    "JobState",
+    "JobStateInfo",
+    "Stream",
+    "StreamRecord",
+    "ErrorRecord",
+    "WarningRecord",
+    "VerboseRecord",
+    "DebugRecord",
+    "InformationRecord",
+    "ProgressRecord",
+]
+
+
+class JobState(enum.IntEnum):
+    """A job's state, with PowerShell's ``JobState`` numbers."""
+
+    NotStarted = 0
+    Running = 1
+    Completed = 2
+    Failed = 3
+    Stopped = 4
+    Blocked = 5
+    Suspended = 6
+    Disconnected = 7
+    Suspending = 8
+    Stopping = 9
+    AtBreakpoint = 10
+
+    @property
+    def is_finished(self) -> bool:
+        """Completed, Failed or Stopped: nothing leaves a finished state."""
+        return self in (JobState.Completed, JobState.Failed, JobState.Stopped)
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class JobStateInfo(NamedTuple):
+    """A job's state and, if an error caused the change to it, that error's message."""
+
+    state: JobState
+    reason: Optional[str] = None
+
+
+class Stream(enum.IntEnum):
+    """The stream a record was written to (the numbers are the C ABI's)."""
+
+    Output = 0
+    Error = 1
+    Warning = 2
+    Verbose = 3
+    Debug = 4
+    Information = 5
+    Progress = 6
+
+
+def _datetime_from_ns(ns: int) -> _dt.datetime:
+    """An aware UTC datetime from nanoseconds since the Unix epoch."""
+    epoch = _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc)
+    return epoch + _dt.timedelta(microseconds=ns // 1000)
+
+
+class StreamRecord:
+    """A record of a stream other than output, as ``receive()`` returns it: the object the
+    work wrote (``value``), the job that wrote it, its sequence number and time."""
+
+    stream: Stream = Stream.Output
+    __slots__ = ("value", "job_id", "sequence", "time")
+
+    def __init__(self, value: Any, job_id: int = 0, sequence: int = 0,
+                 time: Optional[_dt.datetime] = None) -> None:
+        self.value = value
+        self.job_id = job_id
+        self.sequence = sequence
+        self.time = time
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.value!r})"
+
+    def __str__(self) -> str:
+        return str(self.value)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, StreamRecord) and type(other) is type(self):
+            return bool(self.value == other.value)
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash((type(self), self.sequence))
+
+
+class ErrorRecord(StreamRecord):
+    """A record of the error stream (a non-terminating error: the job may still complete)."""
+
+    stream = Stream.Error
+    __slots__ = ()
+
+
+class WarningRecord(StreamRecord):
+    """A record of the warning stream."""
+
+    stream = Stream.Warning
+    __slots__ = ()
+
+
+class VerboseRecord(StreamRecord):
+    """A record of the verbose stream."""
+
+    stream = Stream.Verbose
+    __slots__ = ()
+
+
+class DebugRecord(StreamRecord):
+    """A record of the debug stream."""
+
+    stream = Stream.Debug
+    __slots__ = ()
+
+
+class InformationRecord(StreamRecord):
+    """A record of the information stream."""
+
+    stream = Stream.Information
+    __slots__ = ()
+
+
+class ProgressRecord:
+    """A progress report (PowerShell's ``ProgressRecord``)."""
+
+    stream = Stream.Progress
+    __slots__ = ("percent_complete", "activity", "status_description", "job_id",
+                 "sequence", "time")
+
+    def __init__(self, percent_complete: int = -1, activity: str = "",
+                 status_description: str = "") -> None:
+        self.percent_complete = percent_complete
+        self.activity = activity
+        self.status_description = status_description
+        self.job_id = 0
+        self.sequence = 0
+        self.time: Optional[_dt.datetime] = None
+
+    def __repr__(self) -> str:
+        return (f"ProgressRecord({self.percent_complete!r}, {self.activity!r}, "
+                f"{self.status_description!r})")
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, ProgressRecord):
+            return (self.percent_complete, self.activity, self.status_description) == (
+                other.percent_complete, other.activity, other.status_description)
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash((self.percent_complete, self.activity, self.status_description))

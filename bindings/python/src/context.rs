@@ -1,0 +1,184 @@
+//! The work side: running a Python callable as a job's work, and `bgjob.current_job()`,
+//! the context through which the work writes records and sees a stop request.
+
+use crate::convert;
+use crate::errors::IntoPy;
+use pyo3::prelude::*;
+use pyo3::types::{PyAny, PyDict, PyTuple};
+use std::cell::RefCell;
+
+thread_local! {
+    /// The contexts of the Python works running on this thread (innermost last: an inline
+    /// run inside a work nests).
+    static CURRENT: RefCell<Vec<bgjob::WorkContext>> = const { RefCell::new(Vec::new()) };
+}
+
+/// How a Python work ended, kept with the job for `Job.result()`.
+pub(crate) enum Outcome {
+    /// It returned this value.
+    Returned(Py<PyAny>),
+    /// It raised this exception.
+    Raised(Py<PyAny>),
+}
+
+/// What `start_job` runs: the callable with its arguments.
+pub(crate) struct PythonWork {
+    pub(crate) callable: Py<PyAny>,
+    pub(crate) args: Py<PyTuple>,
+    pub(crate) kwargs: Option<Py<PyDict>>,
+}
+
+impl PythonWork {
+    /// Runs on a worker thread: attaches, calls, records the outcome. The return value
+    /// (unless None) becomes the last output record; an exception fails the job with
+    /// `Type: message` as its reason and is kept to be re-raised by `result()`.
+    pub(crate) fn run(self, ctx: &bgjob::WorkContext) -> bgjob::WorkResult {
+        let ran = Python::try_attach(|py| {
+            CURRENT.with(|c| c.borrow_mut().push(ctx.clone()));
+            let result = self
+                .callable
+                .bind(py)
+                .call(self.args.bind(py), self.kwargs.as_ref().map(|k| k.bind(py)));
+            CURRENT.with(|c| c.borrow_mut().pop());
+            let outcome = match result {
+                Ok(value) => {
+                    if !value.is_none() {
+                        // A finished or removed job refuses the write; nothing to report.
+                        let _ = ctx.write_payload(bgjob::Stream::Output, convert::payload(&value));
+                    }
+                    ctx.job()
+                        .set_attachment(std::sync::Arc::new(Outcome::Returned(value.unbind())));
+                    Ok(())
+                }
+                Err(err) => {
+                    let reason = exception_reason(py, &err);
+                    let value = err.into_value(py).into_any();
+                    ctx.job()
+                        .set_attachment(std::sync::Arc::new(Outcome::Raised(value)));
+                    Err(reason)
+                }
+            };
+            // Drop the callable and its arguments while attached.
+            drop(self);
+            outcome
+        });
+        ran.unwrap_or_else(|| Err("the Python interpreter is shutting down".to_string()))
+    }
+}
+
+fn exception_reason(py: Python<'_>, err: &PyErr) -> String {
+    let ty = err
+        .get_type(py)
+        .name()
+        .map(|n| n.to_string())
+        .unwrap_or_else(|_| "Exception".into());
+    let text = err
+        .value(py)
+        .str()
+        .map(|s| s.to_string())
+        .unwrap_or_default();
+    if text.is_empty() {
+        ty
+    } else {
+        format!("{ty}: {text}")
+    }
+}
+
+/// The running job's context, from inside its work: `bgjob.current_job()`.
+#[pyclass(frozen, module = "bgjob", name = "JobContext")]
+pub(crate) struct JobContext {
+    ctx: bgjob::WorkContext,
+}
+
+impl JobContext {
+    fn write(&self, stream: bgjob::Stream, obj: &Bound<'_, PyAny>) -> PyResult<()> {
+        self.ctx
+            .write_payload(stream, convert::payload(obj))
+            .py_err()
+    }
+}
+
+#[pymethods]
+impl JobContext {
+    /// The id of the job this work runs for.
+    #[getter]
+    fn job_id(&self) -> u64 {
+        self.ctx.job_id()
+    }
+
+    /// The job this work runs for.
+    #[getter]
+    fn job(&self) -> crate::job::Job {
+        crate::job::Job::wrap(self.ctx.job().clone())
+    }
+
+    /// Writes `obj` (any Python object, kept as it is) to the output stream.
+    fn write_output(&self, obj: &Bound<'_, PyAny>) -> PyResult<()> {
+        self.write(bgjob::Stream::Output, obj)
+    }
+
+    /// Writes `obj` to the error stream. The job still completes if the work returns.
+    fn write_error(&self, obj: &Bound<'_, PyAny>) -> PyResult<()> {
+        self.write(bgjob::Stream::Error, obj)
+    }
+
+    /// Writes `obj` to the warning stream.
+    fn write_warning(&self, obj: &Bound<'_, PyAny>) -> PyResult<()> {
+        self.write(bgjob::Stream::Warning, obj)
+    }
+
+    /// Writes `obj` to the verbose stream.
+    fn write_verbose(&self, obj: &Bound<'_, PyAny>) -> PyResult<()> {
+        self.write(bgjob::Stream::Verbose, obj)
+    }
+
+    /// Writes `obj` to the debug stream.
+    fn write_debug(&self, obj: &Bound<'_, PyAny>) -> PyResult<()> {
+        self.write(bgjob::Stream::Debug, obj)
+    }
+
+    /// Writes `obj` to the information stream.
+    fn write_information(&self, obj: &Bound<'_, PyAny>) -> PyResult<()> {
+        self.write(bgjob::Stream::Information, obj)
+    }
+
+    /// Reports progress: percent complete (0–100, -1 = unknown), activity and status text.
+    #[pyo3(signature = (percent_complete, activity = "", status = ""))]
+    fn write_progress(&self, percent_complete: i32, activity: &str, status: &str) -> PyResult<()> {
+        self.ctx
+            .write_progress(percent_complete, activity, status)
+            .py_err()
+    }
+
+    /// The job's status message; assign to set it.
+    #[getter]
+    fn get_status_message(&self) -> String {
+        self.ctx.job().status_message()
+    }
+
+    #[setter]
+    fn set_status_message(&self, message: &str) {
+        self.ctx.set_status_message(message);
+    }
+
+    /// Whether a stop was asked: cooperative work checks it and returns early.
+    #[getter]
+    fn stop_requested(&self) -> bool {
+        self.ctx.stop_requested()
+    }
+
+    /// Fails the job with `reason` when the work returns, whatever it returns.
+    fn fail(&self, reason: &str) {
+        self.ctx.fail(reason);
+    }
+
+    fn __repr__(&self) -> String {
+        format!("<JobContext of job {}>", self.ctx.job_id())
+    }
+}
+
+/// The context of the job whose work is running on this thread, or None outside a job.
+#[pyfunction]
+pub(crate) fn current_job() -> Option<JobContext> {
+    CURRENT.with(|c| c.borrow().last().cloned().map(|ctx| JobContext { ctx }))
+}

@@ -1,0 +1,360 @@
+//! `bgjob.Job`: a handle to one job of the repository, with PowerShell's verbs as methods.
+
+use crate::blocking::{call_from_bgjob, sliced, timeout_arg};
+use crate::context::Outcome;
+use crate::convert;
+use crate::errors::{IntoPy, JobFailedError, JobStoppedError, JobTimeoutError};
+use bgjob::{JobState, ReceiveOptions, WaitMode};
+use pyo3::prelude::*;
+use pyo3::types::{PyAny, PyList};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A background job (PowerShell's `Job`). Get one from `start_job`, `get_job` or
+/// `get_jobs`; every handle to the same job compares equal.
+#[pyclass(frozen, module = "bgjob", name = "Job", weakref)]
+pub(crate) struct Job {
+    pub(crate) job: Arc<bgjob::Job>,
+}
+
+impl Job {
+    pub(crate) fn wrap(job: Arc<bgjob::Job>) -> Job {
+        Job { job }
+    }
+}
+
+/// A state-change callback as the core calls it: `callback(job, state_info, previous)`.
+pub(crate) fn state_callback(callback: Py<PyAny>) -> bgjob::StateCallback {
+    Box::new(move |e: &bgjob::StateChangedEvent| {
+        call_from_bgjob(&callback, |py, cb| {
+            cb.call1((
+                Job::wrap(e.job.clone()),
+                convert::state_info(py, &e.state_info)?,
+                convert::state_info(py, &e.previous_state_info)?,
+            ))?;
+            Ok(())
+        })
+    })
+}
+
+/// Waits (interruptibly) until `job` is done; false on timeout.
+pub(crate) fn wait_done(
+    py: Python<'_>,
+    job: &Arc<bgjob::Job>,
+    timeout: Option<Duration>,
+) -> PyResult<bool> {
+    let jobs = [job.clone()];
+    Ok(sliced(py, timeout, |slice| {
+        let r = bgjob::wait_jobs(&jobs, WaitMode::All, Some(slice))?;
+        Ok((!r.timed_out).then_some(()))
+    })?
+    .is_some())
+}
+
+/// Stops `job`, waiting (interruptibly) up to `timeout` for it to finish.
+pub(crate) fn stop(
+    py: Python<'_>,
+    job: &Arc<bgjob::Job>,
+    timeout: Option<Duration>,
+) -> PyResult<()> {
+    let done = sliced(py, timeout, |slice| {
+        match bgjob::stop_job(job, Some(slice)) {
+            Ok(()) => Ok(Some(())),
+            Err(bgjob::Error::Timeout(_)) => Ok(None),
+            Err(e) => Err(e),
+        }
+    })?;
+    match done {
+        Some(()) => Ok(()),
+        None => Err(JobTimeoutError::new_err(format!(
+            "job {} is still {} after the stop timeout",
+            job.id(),
+            job.state()
+        ))),
+    }
+}
+
+/// Removes `job`; with `force` an unfinished one is stopped first (interruptibly).
+pub(crate) fn remove(py: Python<'_>, job: &Arc<bgjob::Job>, force: bool) -> PyResult<()> {
+    if force && !job.state().is_finished() && !job.is_child() {
+        stop(py, job, None)?;
+    }
+    let id = job.id();
+    py.detach(|| bgjob::remove_job(id, force)).py_err()
+}
+
+/// Receive-Job: see `Job.receive`.
+pub(crate) fn receive<'py>(
+    py: Python<'py>,
+    job: &Arc<bgjob::Job>,
+    keep: bool,
+    max: Option<usize>,
+    wait: bool,
+    timeout: Option<f64>,
+    auto_remove: bool,
+) -> PyResult<Bound<'py, PyList>> {
+    if auto_remove && (keep || !wait) {
+        return Err(crate::errors::InvalidArgumentError::new_err(
+            "auto_remove=True goes with wait=True and keep=False",
+        ));
+    }
+    if max == Some(0) {
+        return Err(crate::errors::InvalidArgumentError::new_err(
+            "max must be a positive number or None",
+        ));
+    }
+    if wait {
+        let timeout = timeout_arg(timeout)?;
+        sliced(py, timeout, |slice| {
+            Ok(job.wait_for_records(max, Some(slice))?.then_some(()))
+        })?;
+    }
+    let records = job
+        .receive(ReceiveOptions {
+            keep,
+            max,
+            wait: false,
+            timeout: None,
+        })
+        .py_err()?;
+    let out = PyList::empty(py);
+    for r in &records {
+        out.append(convert::record(py, r)?)?;
+    }
+    drop(records);
+    if auto_remove && job.state().is_finished() && !job.has_more_data() {
+        // Someone else may have removed it meanwhile; the records are ours either way.
+        let _ = remove(py, job, false);
+    }
+    Ok(out)
+}
+
+#[pymethods]
+impl Job {
+    /// The job's id: process-wide, increasing, never reused.
+    #[getter]
+    fn id(&self) -> u64 {
+        self.job.id()
+    }
+
+    /// The job's instance id, a random `uuid.UUID` (version 4).
+    #[getter]
+    fn instance_id<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        py.import("uuid")?
+            .getattr("UUID")?
+            .call1((self.job.instance_id().to_string(),))
+    }
+
+    /// The job's name (default `Job<id>`).
+    #[getter]
+    fn name(&self) -> &str {
+        self.job.name()
+    }
+
+    /// What the job runs, as text (the callable's qualified name for a Python job).
+    #[getter]
+    fn command(&self) -> &str {
+        self.job.command()
+    }
+
+    /// `ThreadJob`, `ProcessJob`, … (PowerShell's PSJobTypeName).
+    #[getter]
+    fn type_name(&self) -> &str {
+        self.job.type_name()
+    }
+
+    /// Where the job runs (`localhost`).
+    #[getter]
+    fn location(&self) -> &str {
+        self.job.location()
+    }
+
+    /// The current state, a `JobState`.
+    #[getter]
+    fn state<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        convert::job_state(py, self.job.state())
+    }
+
+    /// The current state and, if an error caused it, the reason: a `JobStateInfo`.
+    #[getter]
+    fn state_info<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        convert::state_info(py, &self.job.state_info())
+    }
+
+    /// The child jobs, in creation order (empty for a leaf job).
+    #[getter]
+    fn children(&self) -> Vec<Job> {
+        self.job.children().iter().cloned().map(Job::wrap).collect()
+    }
+
+    /// The parent job, or None for a top-level job.
+    #[getter]
+    fn parent(&self) -> Option<Job> {
+        self.job.parent().map(Job::wrap)
+    }
+
+    /// The status message the work set ("" if none; a parent shows `n/total completed`).
+    #[getter]
+    fn status_message(&self) -> String {
+        self.job.status_message()
+    }
+
+    /// When the job first ran (an aware UTC `datetime`), or None.
+    #[getter]
+    fn begin_time<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        convert::datetime(py, self.job.begin_time())
+    }
+
+    /// When the job finished (an aware UTC `datetime`), or None.
+    #[getter]
+    fn end_time<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        convert::datetime(py, self.job.end_time())
+    }
+
+    /// True while the job or its children hold records not yet received.
+    #[getter]
+    fn has_more_data(&self) -> bool {
+        self.job.has_more_data()
+    }
+
+    /// The latest progress report (`ProgressRecord`), or None.
+    #[getter]
+    fn progress<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        match self.job.progress() {
+            None => Ok(py.None().into_bound(py)),
+            Some(p) => convert::progress_type(py)?.call1((
+                p.percent_complete,
+                p.activity.as_str(),
+                p.status_description.as_str(),
+            )),
+        }
+    }
+
+    /// Wait-Job: blocks until the job is finished (or Suspended/Disconnected) and the
+    /// callbacks of that change have run, or `timeout` seconds pass (None = no limit,
+    /// 0 = poll). Returns whether it is done. Releases the interpreter; Ctrl-C interrupts.
+    #[pyo3(signature = (timeout = None))]
+    fn wait(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<bool> {
+        if timeout != Some(0.0) && !self.job.is_done() {
+            // Refuse, rather than hang on, a wait that could never end.
+            self.job.check_can_wait().py_err()?;
+        }
+        wait_done(py, &self.job, timeout_arg(timeout)?)
+    }
+
+    /// Receive-Job: the records the job (and its children) wrote, in time order. Output
+    /// values come as they were written; records of other streams as `ErrorRecord`,
+    /// `WarningRecord`, …, progress as `ProgressRecord`. `keep` copies instead of taking;
+    /// `max` takes at most that many (the rest stay); `wait` first blocks until the job is
+    /// finished or `max` records are there, up to `timeout` seconds; `auto_remove` (with
+    /// `wait`) removes the finished job afterwards.
+    #[pyo3(signature = (keep = false, max = None, wait = false, timeout = None, auto_remove = false))]
+    fn receive<'py>(
+        &self,
+        py: Python<'py>,
+        keep: bool,
+        max: Option<usize>,
+        wait: bool,
+        timeout: Option<f64>,
+        auto_remove: bool,
+    ) -> PyResult<Bound<'py, PyList>> {
+        receive(py, &self.job, keep, max, wait, timeout, auto_remove)
+    }
+
+    /// Stop-Job: asks the job to stop and waits up to `timeout` seconds (None = no limit)
+    /// until it is finished; raises `JobTimeoutError` if it is still Stopping then. A
+    /// queued job becomes Stopped at once and never runs.
+    #[pyo3(signature = (timeout = None))]
+    fn stop(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<()> {
+        stop(py, &self.job, timeout_arg(timeout)?)
+    }
+
+    /// Remove-Job: removes the finished job and frees its records. An unfinished job raises
+    /// `JobNotFinishedError` unless `force`, which stops it first.
+    #[pyo3(signature = (force = false))]
+    fn remove(&self, py: Python<'_>, force: bool) -> PyResult<()> {
+        remove(py, &self.job, force)
+    }
+
+    /// Registers `callback(job, state_info, previous_state_info)` for the job's later state
+    /// changes. It runs on a bgjob thread; an exception goes to `sys.unraisablehook`.
+    /// Returns a `Registration` whose `unregister()` ends it.
+    fn on_state_changed(&self, callback: Py<PyAny>) -> crate::Registration {
+        let id = self.job.on_state_changed(state_callback(callback));
+        crate::Registration::new(Some(self.job.clone()), id)
+    }
+
+    /// Like `concurrent.futures.Future.result`: waits up to `timeout` seconds, then returns
+    /// the work's return value, or re-raises its exception (`JobFailedError` if it has
+    /// none), or raises `JobStoppedError` if it was stopped; `JobTimeoutError` if it is not
+    /// finished by then.
+    #[pyo3(signature = (timeout = None))]
+    fn result(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<Py<PyAny>> {
+        if timeout != Some(0.0) && !self.job.state().is_finished() {
+            self.wait(py, timeout)?;
+        }
+        outcome(py, &self.job)
+    }
+
+    /// `await job`: the result (as `result()`), without blocking the event loop.
+    fn __await__<'py>(slf: Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
+        let py = slf.py();
+        py.import("bgjob._aio")?
+            .call_method1("job_result_future", (slf,))?
+            .call_method0("__await__")
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "<Job {} {:?} {}>",
+            self.job.id(),
+            self.job.name(),
+            self.job.state()
+        )
+    }
+
+    fn __eq__(&self, other: &Bound<'_, PyAny>) -> bool {
+        other
+            .cast::<Job>()
+            .is_ok_and(|o| o.get().job.id() == self.job.id())
+    }
+
+    fn __hash__(&self) -> u64 {
+        self.job.id()
+    }
+}
+
+/// The outcome of a finished job: its value, or its exception raised.
+pub(crate) fn outcome(py: Python<'_>, job: &Arc<bgjob::Job>) -> PyResult<Py<PyAny>> {
+    let info = job.state_info();
+    match info.state {
+        JobState::Completed => Ok(match job.attachment() {
+            Some(a) => match a.downcast_ref::<Outcome>() {
+                Some(Outcome::Returned(v)) => v.clone_ref(py),
+                _ => py.None(),
+            },
+            None => py.None(),
+        }),
+        JobState::Failed => {
+            if let Some(a) = job.attachment()
+                && let Some(Outcome::Raised(e)) = a.downcast_ref::<Outcome>()
+            {
+                return Err(PyErr::from_value(e.bind(py).clone()));
+            }
+            Err(JobFailedError::new_err(
+                info.reason
+                    .as_deref()
+                    .unwrap_or("the job failed")
+                    .to_string(),
+            ))
+        }
+        JobState::Stopped => Err(JobStoppedError::new_err(format!(
+            "job {} was stopped",
+            job.id()
+        ))),
+        s => Err(JobTimeoutError::new_err(format!(
+            "job {} is {s}, not finished",
+            job.id()
+        ))),
+    }
+}

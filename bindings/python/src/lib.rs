@@ -1,0 +1,231 @@
+//! `bgjob._native`: the Python face of bgjob, a thin layer over the Rust core. The public
+//! package `bgjob` (python/bgjob/__init__.py) re-exports it with the pure-Python parts
+//! (enums, record classes, asyncio and concurrent.futures support).
+
+mod blocking;
+mod context;
+mod convert;
+mod errors;
+mod job;
+mod pool;
+
+use blocking::{sliced, timeout_arg};
+use errors::IntoPy;
+use job::Job;
+use pool::Pool;
+use pyo3::prelude::*;
+use pyo3::types::{PyAny, PyDict, PyTuple};
+use std::sync::Arc;
+
+/// A callback registration: `unregister()` ends it. Also a context manager.
+#[pyclass(frozen, module = "bgjob", name = "Registration")]
+pub(crate) struct Registration {
+    job: Option<Arc<bgjob::Job>>,
+    id: u64,
+}
+
+impl Registration {
+    pub(crate) fn new(job: Option<Arc<bgjob::Job>>, id: u64) -> Registration {
+        Registration { job, id }
+    }
+}
+
+#[pymethods]
+impl Registration {
+    /// The registration's id.
+    #[getter]
+    fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// Ends the registration; returns False if it had ended already. A call under way on
+    /// another thread may still finish; no later change calls the callback.
+    fn unregister(&self) -> bool {
+        match &self.job {
+            Some(j) => j.unregister(self.id),
+            None => bgjob::unregister_any(self.id),
+        }
+    }
+
+    fn __enter__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    fn __exit__(&self, _t: Py<PyAny>, _e: Py<PyAny>, _tb: Py<PyAny>) -> bool {
+        self.unregister();
+        false
+    }
+}
+
+fn command_of(callable: &Bound<'_, PyAny>) -> String {
+    callable
+        .getattr("__qualname__")
+        .or_else(|_| callable.getattr("__name__"))
+        .and_then(|n| n.extract::<String>())
+        .unwrap_or_else(|_| callable.repr().map(|r| r.to_string()).unwrap_or_default())
+}
+
+/// Start-Job: runs `fn(*args, **kwargs)` as a thread job on `pool` (default: the default
+/// pool) and returns its `Job` at once. The return value (unless None) becomes the job's
+/// last output record; an exception fails the job with it as reason (`result()` re-raises
+/// it). `on_state_changed(job, state_info, previous)` is registered before the job can run,
+/// so it sees every change.
+#[pyfunction]
+#[pyo3(signature = (r#fn, /, *args, name = None, pool = None, on_state_changed = None, **kwargs))]
+fn start_job(
+    r#fn: Bound<'_, PyAny>,
+    args: Bound<'_, PyTuple>,
+    name: Option<String>,
+    pool: Option<PyRef<'_, Pool>>,
+    on_state_changed: Option<Py<PyAny>>,
+    kwargs: Option<Bound<'_, PyDict>>,
+) -> PyResult<Job> {
+    if !r#fn.is_callable() {
+        return Err(pyo3::exceptions::PyTypeError::new_err(format!(
+            "start_job() needs a callable, not {}",
+            r#fn.get_type().name()?
+        )));
+    }
+    let command = command_of(&r#fn);
+    let work = context::PythonWork {
+        callable: r#fn.unbind(),
+        args: args.unbind(),
+        kwargs: kwargs.map(Bound::unbind),
+    };
+    let mut spec = bgjob::JobSpec::new(move |ctx| work.run(ctx)).command(command);
+    if let Some(n) = name {
+        spec = spec.name(n);
+    }
+    if let Some(p) = &pool {
+        spec = spec.pool(&p.pool);
+    }
+    if let Some(cb) = on_state_changed {
+        spec = spec.on_state_changed_boxed(job::state_callback(cb));
+    }
+    Ok(Job::wrap(spec.start().py_err()?))
+}
+
+/// Get-Job by id (top-level or child job); `NoSuchJobError` if there is none.
+#[pyfunction]
+fn get_job_by_id(id: u64) -> PyResult<Job> {
+    Ok(Job::wrap(bgjob::get_job(id).py_err()?))
+}
+
+/// Get-Job by instance id (a `uuid.UUID` or its text).
+#[pyfunction]
+fn get_job_by_instance_id(instance_id: &Bound<'_, PyAny>) -> PyResult<Job> {
+    let text = instance_id.str()?.to_string();
+    let uuid = bgjob_uuid(&text)?;
+    Ok(Job::wrap(
+        bgjob::repository().get_by_instance_id(uuid).py_err()?,
+    ))
+}
+
+fn bgjob_uuid(text: &str) -> PyResult<bgjob::Uuid> {
+    bgjob::Uuid::parse_str(text)
+        .map_err(|e| errors::InvalidArgumentError::new_err(format!("instance_id {text:?}: {e}")))
+}
+
+/// Get-Job: the jobs matching every given filter, sorted by id (top-level only unless
+/// `include_children`).
+#[pyfunction]
+#[pyo3(signature = (*, name = None, state = None, has_more_data = None, command = None, newest = None, include_children = false))]
+fn get_jobs(
+    name: Option<&str>,
+    state: Option<u32>,
+    has_more_data: Option<bool>,
+    command: Option<&str>,
+    newest: Option<usize>,
+    include_children: bool,
+) -> PyResult<Vec<Job>> {
+    let state = match state {
+        None => None,
+        Some(s) => Some(bgjob::JobState::from_u32(s).ok_or_else(|| {
+            errors::InvalidArgumentError::new_err(format!("{s} is not a JobState"))
+        })?),
+    };
+    let filter = bgjob::JobFilter {
+        name: name.map(bgjob::WildcardPattern::new),
+        command: command.map(bgjob::WildcardPattern::new),
+        state,
+        has_more_data,
+        newest,
+        include_children,
+    };
+    Ok(bgjob::get_jobs(&filter)
+        .into_iter()
+        .map(Job::wrap)
+        .collect())
+}
+
+/// Wait-Job: waits until all (or, with `any`, one) of `jobs` are done, or `timeout` seconds
+/// pass (None = no limit, 0 = poll). Returns the jobs that are done, in the order given.
+#[pyfunction]
+#[pyo3(signature = (jobs, any = false, timeout = None))]
+fn wait_jobs(
+    py: Python<'_>,
+    jobs: Vec<PyRef<'_, Job>>,
+    any: bool,
+    timeout: Option<f64>,
+) -> PyResult<Vec<Job>> {
+    let timeout = timeout_arg(timeout)?;
+    let core: Vec<Arc<bgjob::Job>> = jobs.iter().map(|j| j.job.clone()).collect();
+    let mode = if any {
+        bgjob::WaitMode::Any
+    } else {
+        bgjob::WaitMode::All
+    };
+    if timeout != Some(std::time::Duration::ZERO) {
+        for j in core.iter().filter(|j| !j.is_done()) {
+            j.check_can_wait().py_err()?;
+        }
+    }
+    let waited = core.clone();
+    sliced(py, timeout, move |slice| {
+        let r = bgjob::wait_jobs(&waited, mode, Some(slice))?;
+        Ok((!r.timed_out).then_some(()))
+    })?;
+    Ok(core
+        .into_iter()
+        .filter(|j| j.is_done())
+        .map(Job::wrap)
+        .collect())
+}
+
+/// Registers `callback(job, state_info, previous_state_info)` for every state change of
+/// every job (after each job's own callbacks). Returns a `Registration`.
+#[pyfunction]
+fn on_any_state_changed(callback: Py<PyAny>) -> Registration {
+    Registration::new(
+        None,
+        bgjob::on_any_state_changed(job::state_callback(callback)),
+    )
+}
+
+/// Configures the default pool before its first use (threads 0 = one per core, throttle
+/// 0 = none); `AlreadyInitializedError` once it exists.
+#[pyfunction]
+#[pyo3(signature = (threads = 0, throttle = 0))]
+fn configure_default_pool(threads: usize, throttle: usize) -> PyResult<()> {
+    bgjob::configure_default_pool(threads, throttle).py_err()
+}
+
+#[pymodule(gil_used = false)]
+fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    // gil_used = false is honest: every object here is Rust data behind its own locks or
+    // atomics; nothing relies on the GIL for exclusion.
+    errors::register(m)?;
+    m.add_class::<Job>()?;
+    m.add_class::<Pool>()?;
+    m.add_class::<Registration>()?;
+    m.add_class::<context::JobContext>()?;
+    m.add_function(wrap_pyfunction!(start_job, m)?)?;
+    m.add_function(wrap_pyfunction!(get_job_by_id, m)?)?;
+    m.add_function(wrap_pyfunction!(get_job_by_instance_id, m)?)?;
+    m.add_function(wrap_pyfunction!(get_jobs, m)?)?;
+    m.add_function(wrap_pyfunction!(wait_jobs, m)?)?;
+    m.add_function(wrap_pyfunction!(on_any_state_changed, m)?)?;
+    m.add_function(wrap_pyfunction!(configure_default_pool, m)?)?;
+    m.add_function(wrap_pyfunction!(context::current_job, m)?)?;
+    Ok(())
+}
