@@ -51,7 +51,13 @@ pub(crate) fn call_from_bgjob(
     callable: &Py<PyAny>,
     call: impl for<'py> FnOnce(Python<'py>, &Bound<'py, PyAny>) -> PyResult<()>,
 ) {
+    if crate::exit::exiting() {
+        return;
+    }
     let _ = Python::try_attach(|py| {
+        let Some(_inside) = crate::exit::Inside::enter(py, 0) else {
+            return;
+        };
         let cb = callable.bind(py);
         if let Err(err) = call(py, cb) {
             err.write_unraisable(py, Some(cb));

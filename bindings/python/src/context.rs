@@ -34,6 +34,10 @@ impl PythonWork {
     /// `Type: message` as its reason and is kept to be re-raised by `result()`.
     pub(crate) fn run(self, ctx: &bgjob::WorkContext) -> bgjob::WorkResult {
         let ran = Python::try_attach(|py| {
+            let Some(_inside) = crate::exit::Inside::enter(py, ctx.job_id()) else {
+                drop(self);
+                return Err("the Python interpreter is exiting".to_string());
+            };
             CURRENT.with(|c| c.borrow_mut().push(ctx.clone()));
             let result = self
                 .callable

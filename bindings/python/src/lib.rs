@@ -6,6 +6,7 @@ mod blocking;
 mod context;
 mod convert;
 mod errors;
+mod exit;
 mod job;
 mod pool;
 
@@ -227,5 +228,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(on_any_state_changed, m)?)?;
     m.add_function(wrap_pyfunction!(configure_default_pool, m)?)?;
     m.add_function(wrap_pyfunction!(context::current_job, m)?)?;
+    m.add_function(wrap_pyfunction!(exit::_at_exit, m)?)?;
     Ok(())
 }

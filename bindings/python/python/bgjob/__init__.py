@@ -15,12 +15,29 @@ Ctrl-C.
 
 from __future__ import annotations
 
+import atexit as _atexit
 from typing import Any, Optional, Union
 
 from . import _native
-from ._aio import wait_jobs_async
-from ._executor import Executor
-from ._native import (
+
+# Registered before Executor's own exit hook, so it runs after it (atexit is LIFO): first
+# executors let their work finish, then no bgjob thread may be inside Python any more.
+# Running Python jobs are asked to stop, then interrupted with SystemExit; each phase
+# waits up to BGJOB_EXIT_GRACE seconds (default 1).
+def _exit_grace() -> float:
+    import os
+
+    try:
+        return max(0.0, float(os.environ.get("BGJOB_EXIT_GRACE", "1")))
+    except ValueError:
+        return 1.0
+
+
+_atexit.register(lambda: _native._at_exit(_exit_grace()))
+
+from ._aio import wait_jobs_async  # noqa: E402
+from ._executor import Executor  # noqa: E402
+from ._native import (  # noqa: E402
     AlreadyInitializedError,
     ChildJobError,
     InternalError,
@@ -45,7 +62,7 @@ from ._native import (
     start_job,
     wait_jobs,
 )
-from ._types import (
+from ._types import (  # noqa: E402
     DebugRecord,
     ErrorRecord,
     InformationRecord,

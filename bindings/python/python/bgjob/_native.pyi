@@ -13,7 +13,7 @@ __all__ = [
     "JobNotFinishedError", "JobStoppedError", "JobTimeoutError", "NoSuchJobError", "Pool",
     "PoolShutDownError", "Registration", "WouldDeadlockError", "configure_default_pool",
     "current_job", "get_job_by_id", "get_job_by_instance_id", "get_jobs", "on_any_state_changed",
-    "start_job", "wait_jobs",
+    "start_job", "wait_jobs", "_at_exit",
 ]
 
 _StateCallback = Callable[["Job", JobStateInfo, JobStateInfo], object]
@@ -131,3 +131,4 @@ def wait_jobs(jobs: List[Job], any: bool = False, timeout: Optional[float] = Non
 def on_any_state_changed(callback: _StateCallback) -> Registration: ...
 def configure_default_pool(threads: int = 0, throttle: int = 0) -> None: ...
 def current_job() -> Optional[JobContext]: ...
+def _at_exit(grace: float = 1.0) -> None: ...
