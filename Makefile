@@ -1,6 +1,6 @@
 # bgjob — build, test, demo and sanitizer runs.
 #
-#   make demo      build everything and run the demo
+#   make demo      build everything and run the demo (a C and a Python program)
 #   make test      build everything and run every test (Rust, C, C++ header check)
 #   make sanitize  run the C tests under valgrind memcheck (leaks and errors are fatal)
 
@@ -92,8 +92,12 @@ $(BUILD)/demo: examples/c/demo.c $(HEADER) | build
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(CWARN) -std=c11 -Iinclude $< -o $@ $(LINK)
 
-demo: build $(BUILD)/demo
+demo: build $(BUILD)/demo python
+	@echo "==== the C demo (examples/c/demo.c)"
 	$(BUILD)/demo
+	@echo
+	@echo "==== the Python demo (examples/python/demo.py)"
+	$(VPY) examples/python/demo.py
 
 # valgrind memcheck on every C test: any error or leak fails the run.
 VALGRIND := valgrind --suppressions=tests/valgrind.supp --error-exitcode=99 --leak-check=full --show-leak-kinds=definite,indirect,possible --errors-for-leak-kinds=definite,indirect,possible --fair-sched=yes
