@@ -38,6 +38,7 @@ pub mod error;
 pub mod events;
 pub mod executor;
 pub mod ffi;
+mod fork;
 pub mod job;
 pub mod record;
 pub mod repository;

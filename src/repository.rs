@@ -10,18 +10,26 @@ use crate::state::JobState;
 use crate::sync::{read, write};
 use crate::wildcard::WildcardPattern;
 use std::collections::HashMap;
-use std::sync::{Arc, LazyLock, RwLock};
+use std::sync::{Arc, LazyLock, RwLock, RwLockWriteGuard};
 use uuid::Uuid;
 
 const SHARDS: usize = 16;
 
 /// The job repository. There is one per process: [`repository()`].
 pub struct Repository {
-    shards: [RwLock<HashMap<JobId, Arc<Job>>>; SHARDS],
+    shards: [Shard; SHARDS],
 }
 
-static REPOSITORY: LazyLock<Repository> = LazyLock::new(|| Repository {
-    shards: std::array::from_fn(|_| RwLock::new(HashMap::new())),
+type Shard = RwLock<HashMap<JobId, Arc<Job>>>;
+
+/// Every shard, write-locked (held across a `fork`, see `fork.rs`).
+pub(crate) type ShardGuards = [RwLockWriteGuard<'static, HashMap<JobId, Arc<Job>>>; SHARDS];
+
+static REPOSITORY: LazyLock<Repository> = LazyLock::new(|| {
+    crate::fork::install();
+    Repository {
+        shards: std::array::from_fn(|_| RwLock::new(HashMap::new())),
+    }
 });
 
 /// The process-wide repository.
@@ -60,8 +68,13 @@ impl JobFilter {
 }
 
 impl Repository {
-    fn shard(&self, id: JobId) -> &RwLock<HashMap<JobId, Arc<Job>>> {
+    fn shard(&self, id: JobId) -> &Shard {
         &self.shards[(id as usize) % SHARDS]
+    }
+
+    /// Write-locks every shard, in index order (the only place that holds more than one).
+    pub(crate) fn lock_all_for_fork(&'static self) -> ShardGuards {
+        std::array::from_fn(|i| write(&self.shards[i]))
     }
 
     /// Adds a job and its descendants.

@@ -4,12 +4,14 @@
 use super::throttle::Throttle;
 use super::worker;
 use crate::error::{Error, Result};
+use crate::fork;
 use crate::job::Job;
 use crate::sync::{lock, wait_until};
 use crossbeam_channel::{Receiver, Sender, select};
 use std::cell::RefCell;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::mem::ManuallyDrop;
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, TryLockError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -23,20 +25,128 @@ thread_local! {
     static WORKER_OF: RefCell<Option<(Arc<PoolInner>, usize)>> = const { RefCell::new(None) };
 }
 
+/// What a job still running in the parent at the instant of a `fork` becomes in the child.
+const ORPHANED: &str =
+    "the process forked while this job was running; its work goes on in the parent process only";
+
 /// A pool of worker threads that runs thread jobs, at most `throttle` at once.
-/// Cloning gives another handle to the same pool.
+/// Cloning gives another handle to the same pool. A pool made before a `fork` keeps
+/// working in the child: its first use there gives it workers of its own.
 #[derive(Clone)]
 pub struct Pool {
-    inner: Arc<PoolInner>,
+    shared: Arc<Shared>,
 }
 
 impl std::fmt::Debug for Pool {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Pool")
-            .field("id", &self.inner.id)
-            .field("threads", &self.inner.threads)
-            .field("throttle", &self.inner.throttle_limit)
+            .field("id", &self.shared.id)
+            .field("threads", &self.shared.threads)
+            .field("throttle", &self.shared.throttle_limit)
             .finish()
+    }
+}
+
+/// What every handle of one pool shares: its settings and its current incarnation (its
+/// workers, queue and throttle).
+struct Shared {
+    id: u64,
+    threads: usize,
+    throttle_limit: usize,
+    /// The current incarnation, from `Arc::into_raw` (this owns that count). It is
+    /// replaced only in a child process after a `fork`, and the one replaced is never
+    /// freed (the parent's workers, copied into the child, still reference it), so a
+    /// pointer loaded from here stays valid as long as `Shared` lives.
+    current: AtomicPtr<PoolInner>,
+    /// Serializes that replacement.
+    respawn: Mutex<()>,
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        // SAFETY: `current` holds the strong count taken by `Arc::into_raw`.
+        drop(unsafe { Arc::from_raw(*self.current.get_mut()) });
+    }
+}
+
+impl Shared {
+    /// The current incarnation, borrowed (no reference count is taken); a fresh one if
+    /// this process is a forked child that has not used the pool yet.
+    fn inner(&self) -> ManuallyDrop<Arc<PoolInner>> {
+        let inner = self.load();
+        if inner.generation == fork::generation() {
+            inner
+        } else {
+            self.respawn_after_fork()
+        }
+    }
+
+    fn load(&self) -> ManuallyDrop<Arc<PoolInner>> {
+        // SAFETY: see `current`: the pointee outlives `self`, and ManuallyDrop never gives
+        // back the count it did not take.
+        ManuallyDrop::new(unsafe { Arc::from_raw(self.current.load(Ordering::Acquire)) })
+    }
+
+    /// In a forked child: the parent's workers do not exist here, and its queue and
+    /// throttle may have been copied mid-operation. Start over with a fresh incarnation;
+    /// what the old one held belongs to the parent: its queued jobs are stopped here (they
+    /// run in the parent) and its running ones fail (their work goes on in the parent).
+    fn respawn_after_fork(&self) -> ManuallyDrop<Arc<PoolInner>> {
+        let _one = lock(&self.respawn);
+        let old = self.load();
+        let generation = fork::generation();
+        if old.generation == generation {
+            return old;
+        }
+        let fresh = Arc::new(PoolInner::new(
+            self.id,
+            self.threads,
+            self.throttle_limit,
+            generation,
+        ));
+        if old.shut_down.load(Ordering::SeqCst) {
+            fresh.close();
+        }
+        let queued: Vec<Arc<Job>> = old.rx.try_iter().collect();
+        // `try_lock`: a lock a vanished worker held stays held for ever; skip what it guards.
+        let running: Vec<Arc<Job>> = match old.slots.try_lock() {
+            Ok(slots) => slots.iter().filter_map(try_lock_clone).collect(),
+            Err(_) => Vec::new(),
+        };
+        // The old incarnation's count is leaked on purpose (see `current`).
+        self.current
+            .store(Arc::into_raw(fresh.clone()).cast_mut(), Ordering::Release);
+        if !fresh.shut_down.load(Ordering::SeqCst) {
+            for _ in 0..self.threads {
+                if fresh.spawn_worker().is_err() {
+                    break;
+                }
+            }
+        }
+        if !(queued.is_empty() && running.is_empty()) {
+            // Their callbacks must not run inside whatever call of the host found the pool
+            // stale (it may hold a lock of its own that a callback takes): a thread does it.
+            let _ = std::thread::Builder::new()
+                .name("bgjob-fork".into())
+                .spawn(move || {
+                    for job in queued {
+                        job.request_stop();
+                    }
+                    for job in running {
+                        job.finish_work(Err(ORPHANED.to_string()));
+                    }
+                });
+        }
+        self.load()
+    }
+}
+
+/// The job in a worker's slot, unless the slot's lock is held (by a worker that vanished).
+fn try_lock_clone(slot: &Slot) -> Option<Arc<Job>> {
+    match slot.try_lock() {
+        Ok(job) => job.clone(),
+        Err(TryLockError::Poisoned(p)) => p.into_inner().clone(),
+        Err(TryLockError::WouldBlock) => None,
     }
 }
 
@@ -44,8 +154,9 @@ type Slot = Arc<Mutex<Option<Arc<Job>>>>;
 
 pub(crate) struct PoolInner {
     id: u64,
+    /// The fork generation (`fork::generation`) this incarnation's workers belong to.
+    generation: u64,
     threads: usize,
-    throttle_limit: usize,
     tx: Sender<Arc<Job>>,
     rx: Receiver<Arc<Job>>,
     /// Dropped at shutdown: its receiver then reports disconnection to every worker.
@@ -75,62 +186,60 @@ impl Pool {
             threads
         };
         let throttle_limit = if throttle == 0 { usize::MAX } else { throttle };
-        let (tx, rx) = crossbeam_channel::unbounded();
-        let (shutdown_tx, shutdown_rx) = crossbeam_channel::bounded(0);
-        let inner = Arc::new(PoolInner {
-            id: NEXT_POOL_ID.fetch_add(1, Ordering::Relaxed),
+        fork::install();
+        let id = NEXT_POOL_ID.fetch_add(1, Ordering::Relaxed);
+        let inner = Arc::new(PoolInner::new(
+            id,
             threads,
             throttle_limit,
-            tx,
-            rx,
-            shutdown_tx: Mutex::new(Some(shutdown_tx)),
-            shutdown_rx,
-            shut_down: AtomicBool::new(false),
-            throttle: Throttle::new(throttle_limit),
-            live: AtomicUsize::new(0),
-            busy: AtomicUsize::new(0),
-            blocked: AtomicUsize::new(0),
-            slots: Mutex::new(Vec::new()),
-            handles: Mutex::new(Vec::new()),
-            exited: (Mutex::new(()), Condvar::new()),
-        });
+            fork::generation(),
+        ));
+        let pool = Pool {
+            shared: Arc::new(Shared {
+                id,
+                threads,
+                throttle_limit,
+                current: AtomicPtr::new(Arc::into_raw(inner.clone()).cast_mut()),
+                respawn: Mutex::new(()),
+            }),
+        };
         for _ in 0..threads {
             if let Err(e) = inner.spawn_worker() {
-                let _ = Pool { inner }.shutdown(Some(Duration::from_secs(5)));
+                let _ = pool.shutdown(Some(Duration::from_secs(5)));
                 return Err(e);
             }
         }
-        Ok(Pool { inner })
+        Ok(pool)
     }
 
     /// The pool's id (process-wide, from 1).
     pub fn id(&self) -> u64 {
-        self.inner.id
+        self.shared.id
     }
 
     /// The number of worker threads it keeps.
     pub fn threads(&self) -> usize {
-        self.inner.threads
+        self.shared.threads
     }
 
     /// Most jobs running at once (`usize::MAX` = no limit beyond the threads).
     pub fn throttle(&self) -> usize {
-        self.inner.throttle_limit
+        self.shared.throttle_limit
     }
 
     /// Worker threads alive now (more than `threads` while jobs are blocked in waits).
     pub fn live_threads(&self) -> usize {
-        self.inner.live.load(Ordering::Acquire)
+        self.shared.inner().live.load(Ordering::Acquire)
     }
 
     /// Whether `shutdown` was called.
     pub fn is_shut_down(&self) -> bool {
-        self.inner.shut_down.load(Ordering::SeqCst)
+        self.shared.load().shut_down.load(Ordering::SeqCst)
     }
 
     /// Queues `job` to run.
     pub(crate) fn submit(&self, job: Arc<Job>) -> Result<()> {
-        let p = &self.inner;
+        let p = self.shared.inner();
         if p.shut_down.load(Ordering::SeqCst) {
             return Err(Error::ShutDown(p.id));
         }
@@ -150,11 +259,8 @@ impl Pool {
     /// ones to stop, then waits up to `timeout` (`None` = no limit) for the workers to exit.
     /// Calling it again is harmless. `Err(Timeout)` if workers are still running work.
     pub fn shutdown(&self, timeout: Option<Duration>) -> Result<()> {
-        let p = &self.inner;
-        if !p.shut_down.swap(true, Ordering::SeqCst) {
-            drop(lock(&p.shutdown_tx).take());
-            p.throttle.wake_all();
-        }
+        let p = self.shared.inner();
+        p.close();
         p.drain();
         let running: Vec<Arc<Job>> = lock(&p.slots)
             .iter()
@@ -167,7 +273,7 @@ impl Pool {
         let me = WORKER_OF.with(|w| {
             w.borrow()
                 .as_ref()
-                .is_some_and(|(inner, _)| Arc::ptr_eq(inner, p))
+                .is_some_and(|(inner, _)| Arc::ptr_eq(inner, &*p))
         });
         let target = usize::from(me);
         let deadline = timeout.map(|t| Instant::now() + t);
@@ -206,6 +312,37 @@ impl Pool {
 }
 
 impl PoolInner {
+    /// An incarnation with no workers yet.
+    fn new(id: u64, threads: usize, throttle_limit: usize, generation: u64) -> PoolInner {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let (shutdown_tx, shutdown_rx) = crossbeam_channel::bounded(0);
+        PoolInner {
+            id,
+            generation,
+            threads,
+            tx,
+            rx,
+            shutdown_tx: Mutex::new(Some(shutdown_tx)),
+            shutdown_rx,
+            shut_down: AtomicBool::new(false),
+            throttle: Throttle::new(throttle_limit),
+            live: AtomicUsize::new(0),
+            busy: AtomicUsize::new(0),
+            blocked: AtomicUsize::new(0),
+            slots: Mutex::new(Vec::new()),
+            handles: Mutex::new(Vec::new()),
+            exited: (Mutex::new(()), Condvar::new()),
+        }
+    }
+
+    /// Stops accepting jobs and tells every worker (idempotent).
+    fn close(&self) {
+        if !self.shut_down.swap(true, Ordering::SeqCst) {
+            drop(lock(&self.shutdown_tx).take());
+            self.throttle.wake_all();
+        }
+    }
+
     fn spawn_worker(self: &Arc<Self>) -> Result<()> {
         let slot: Slot = Arc::new(Mutex::new(None));
         lock(&self.slots).push(slot.clone());

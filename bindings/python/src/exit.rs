@@ -114,3 +114,15 @@ pub(crate) fn _at_exit(py: Python<'_>, grace: f64) {
     }
     wait_until_empty(py, grace);
 }
+
+/// Called in a child process after `os.fork()` (registered by `bgjob/__init__.py`): the
+/// bgjob threads that were inside Python in the parent do not exist here, so exit must
+/// not wait for them.
+#[pyfunction]
+pub(crate) fn _after_fork_in_child() {
+    ACTIVE
+        .inside
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clear();
+}

@@ -229,5 +229,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(configure_default_pool, m)?)?;
     m.add_function(wrap_pyfunction!(context::current_job, m)?)?;
     m.add_function(wrap_pyfunction!(exit::_at_exit, m)?)?;
+    m.add_function(wrap_pyfunction!(exit::_after_fork_in_child, m)?)?;
     Ok(())
 }

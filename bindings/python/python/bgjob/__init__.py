@@ -20,8 +20,9 @@ from typing import Any, Optional, Union
 
 from . import _native
 
-# Registered before Executor's own exit hook, so it runs after it (atexit is LIFO): first
-# executors let their work finish, then no bgjob thread may be inside Python any more.
+# Runs after Executor's exit hook (a threading exit hook, and those run before every
+# atexit handler): first executors let their work finish, then no bgjob thread may be
+# inside Python any more.
 # Running Python jobs are asked to stop, then interrupted with SystemExit; each phase
 # waits up to BGJOB_EXIT_GRACE seconds (default 1).
 def _exit_grace() -> float:
@@ -34,6 +35,18 @@ def _exit_grace() -> float:
 
 
 _atexit.register(lambda: _native._at_exit(_exit_grace()))
+
+
+def _register_fork_hook() -> None:
+    import os
+
+    # Pools heal themselves in a forked child (the core sees the fork); this forgets the
+    # parent's threads that were inside Python, which do not exist in the child.
+    if hasattr(os, "register_at_fork"):
+        os.register_at_fork(after_in_child=_native._after_fork_in_child)
+
+
+_register_fork_hook()
 
 from ._aio import wait_jobs_async  # noqa: E402
 from ._executor import Executor  # noqa: E402

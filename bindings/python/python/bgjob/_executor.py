@@ -27,7 +27,21 @@ def _python_exit() -> None:
         ex.shutdown(wait=True)
 
 
-atexit.register(_python_exit)
+# As concurrent.futures.thread does: threading's exit hooks run before any atexit handler,
+# so a submit from an atexit handler already sees the interpreter exiting.
+_register_exit = getattr(threading, "_register_atexit", atexit.register)
+_register_exit(_python_exit)
+
+
+def _bind(fn: Callable[..., Any], args: "tuple[Any, ...]",
+          kwargs: "dict[str, Any]") -> Callable[[], Any]:
+    """``fn`` with its arguments bound, keeping its name (the job's command)."""
+
+    @functools.wraps(fn)
+    def call() -> Any:
+        return fn(*args, **kwargs)
+
+    return call
 
 
 class _JobFuture(_cf.Future):  # type: ignore[type-arg]
@@ -97,12 +111,15 @@ class Executor(_cf.Executor):
             if _exiting:
                 raise RuntimeError("cannot schedule new futures after interpreter shutdown")
             future = _JobFuture()
-            self._pending.add(future)
+            # Every keyword belongs to fn (as with ThreadPoolExecutor), even one that
+            # start_job would take for itself (name=, pool=): bind them all here.
+            call = _bind(fn, args, kwargs)
             if self._initializer is not None:
-                fn = self._with_initializer(fn)
-            future.job = _native.start_job(fn, *args, pool=self._pool,
-                                           on_state_changed=self._on_change_for(future),
-                                           **kwargs)
+                call = self._with_initializer(call)
+            future.job = _native.start_job(call, pool=self._pool,
+                                           on_state_changed=self._on_change_for(future))
+            # Only a started job is pending: a start that raised leaves nothing to wait for.
+            self._pending.add(future)
             return future
 
     def _with_initializer(self, fn: Callable[..., Any]) -> Callable[..., Any]:

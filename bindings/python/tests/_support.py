@@ -1,0 +1,92 @@
+"""Helpers shared by the bgjob test modules (imported as a plain module: pytest puts this
+directory on sys.path because the tests directory is not a package)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from typing import Any, Callable, Optional
+
+import bgjob
+
+# Generous bounds: these are limits for "it did not hang", never expected durations.
+LONG = 30.0
+
+
+def cooperative(seconds: float = LONG, started: Optional[threading.Event] = None) -> str:
+    """Work that runs until a stop is asked (or ``seconds`` pass, so that a test bug can
+    never leave a job running for ever). Returns how it ended."""
+    ctx = bgjob.current_job()
+    assert ctx is not None
+    if started is not None:
+        started.set()
+    deadline = time.monotonic() + seconds
+    while not ctx.stop_requested:
+        if time.monotonic() >= deadline:
+            return "deadline"
+        time.sleep(0.005)
+    return "stopped"
+
+
+def gated(gate: threading.Event, started: Optional[threading.Event] = None,
+          value: Any = None) -> Any:
+    """Work that blocks until ``gate`` is set (or a stop is asked), then returns ``value``."""
+    ctx = bgjob.current_job()
+    if started is not None:
+        started.set()
+    deadline = time.monotonic() + LONG
+    while not gate.wait(0.005):
+        if (ctx is not None and ctx.stop_requested) or time.monotonic() >= deadline:
+            break
+    return value
+
+
+def poll_until(predicate: Callable[[], bool], timeout: float = 10.0,
+               what: str = "condition") -> None:
+    """A bounded poll of getters: fails the test if ``predicate`` is not true in time."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.002)
+
+
+def wait_event(event: threading.Event, timeout: float = 10.0, what: str = "event") -> None:
+    assert event.wait(timeout), f"timed out after {timeout}s waiting for {what}"
+
+
+def run_python(code: str, timeout: float = 60.0, **kwargs: Any) -> subprocess.CompletedProcess:
+    """Runs ``code`` in a child interpreter (the same venv) and returns its outcome."""
+    env = dict(os.environ)
+    env.setdefault("PYTHONFAULTHANDLER", "1")
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=timeout, env=env, **kwargs)
+
+
+def spawn_python(code: str) -> subprocess.Popen:
+    env = dict(os.environ)
+    env.setdefault("PYTHONFAULTHANDLER", "1")
+    return subprocess.Popen([sys.executable, "-u", "-c", code], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env)
+
+
+class Recorder:
+    """Collects state-change callback calls (thread-safe) and signals when a state is seen."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.calls: list = []
+        self.finished = threading.Event()
+
+    def __call__(self, job: Any, info: Any, prev: Any) -> None:
+        with self.lock:
+            self.calls.append((job, info, prev, threading.get_ident()))
+        if info.state.is_finished:
+            self.finished.set()
+
+    def transitions(self) -> list:
+        with self.lock:
+            return [(prev.state, info.state) for (_j, info, prev, _t) in self.calls]
