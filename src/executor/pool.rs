@@ -53,20 +53,17 @@ struct Shared {
     id: u64,
     threads: usize,
     throttle_limit: usize,
-    /// The current incarnation, from `Arc::into_raw` (this owns that count). It is
-    /// replaced only in a child process after a `fork`, and the one replaced is never
-    /// freed (the parent's workers, copied into the child, still reference it), so a
-    /// pointer loaded from here stays valid as long as `Shared` lives.
+    /// The first incarnation, owned here: only held, never read (a whole `Arc`, so that
+    /// leak checkers see the allocation held from its start).
+    _first: Arc<PoolInner>,
+    /// The current incarnation: `first`, or in a child process after a `fork` one from
+    /// `Arc::into_raw` whose count is never given back. No incarnation `current` ever
+    /// pointed to is freed before `Shared` (the parent's workers, copied into the child,
+    /// still reference the replaced ones), so a pointer loaded from here stays valid as
+    /// long as `Shared` lives.
     current: AtomicPtr<PoolInner>,
     /// Serializes that replacement.
     respawn: Mutex<()>,
-}
-
-impl Drop for Shared {
-    fn drop(&mut self) {
-        // SAFETY: `current` holds the strong count taken by `Arc::into_raw`.
-        drop(unsafe { Arc::from_raw(*self.current.get_mut()) });
-    }
 }
 
 impl Shared {
@@ -113,7 +110,7 @@ impl Shared {
             Ok(slots) => slots.iter().filter_map(try_lock_clone).collect(),
             Err(_) => Vec::new(),
         };
-        // The old incarnation's count is leaked on purpose (see `current`).
+        // The new incarnation's count is never given back (see `current`).
         self.current
             .store(Arc::into_raw(fresh.clone()).cast_mut(), Ordering::Release);
         if !fresh.shut_down.load(Ordering::SeqCst) {
@@ -199,7 +196,8 @@ impl Pool {
                 id,
                 threads,
                 throttle_limit,
-                current: AtomicPtr::new(Arc::into_raw(inner.clone()).cast_mut()),
+                current: AtomicPtr::new(Arc::as_ptr(&inner).cast_mut()),
+                _first: inner.clone(),
                 respawn: Mutex::new(()),
             }),
         };
