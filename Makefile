@@ -20,7 +20,7 @@ C_TESTS  := $(patsubst tests/c/%.c,$(BUILD)/c/%,$(wildcard tests/c/test_*.c))
 # Per-program time limit: a hang is a failure, never a stuck CI.
 RUN      := timeout 300
 
-.PHONY: all build python test-python test test-suites test-rust test-c test-cpp test-readme demo sanitize clean
+.PHONY: all build python test-python test test-suites test-rust test-c test-cpp test-readme test-readme-python demo sanitize clean
 
 all: build
 
@@ -48,7 +48,7 @@ test:
 	      /^[A-Za-z_ ()+0-9-]*: [0-9]+ passed, [0-9]+ failed$$/ { p += $$(NF-3); f += $$(NF-1) } \
 	      END { printf "make test: %d passed, %d failed\n", p, f; exit f > 0 }' $(BUILD)/test.log
 
-test-suites: build test-rust test-c test-cpp test-readme test-python
+test-suites: build test-rust test-c test-cpp test-readme test-python test-readme-python
 
 test-rust:
 	$(CARGO) test --$(PROFILE)
@@ -87,6 +87,16 @@ test-readme: build $(BUILD)/readme/first.c
 	$(RUN) $(BUILD)/readme/first | tee $(BUILD)/readme/first.out
 	grep -q '^job [0-9]* is Completed$$' $(BUILD)/readme/first.out
 	grep -q '^output: 2$$' $(BUILD)/readme/first.out
+
+# And so must its Python quick start, printing what its comments say.
+$(BUILD)/readme/first.py: README.md
+	@mkdir -p $(dir $@)
+	awk '/^```python$$/{on=1;next} /^```$$/{if(on)exit} on' README.md > $@
+
+test-readme-python: python $(BUILD)/readme/first.py
+	$(RUN) $(VPY) $(BUILD)/readme/first.py | tee $(BUILD)/readme/first-py.out
+	diff <(printf '%s\n' Completed "[ProgressRecord(50, 'Adding', 'half way'), 2]" 2) $(BUILD)/readme/first-py.out
+	@echo "README Python quick start: 1 passed, 0 failed"
 
 $(BUILD)/demo: examples/c/demo.c $(HEADER) | build
 	@mkdir -p $(dir $@)

@@ -103,6 +103,7 @@ __all__ = [
     "Job",
     "JobContext",
     "JobError",
+    "JobLike",
     "JobFailedError",
     "JobNotFinishedError",
     "JobState",
@@ -132,6 +133,7 @@ __all__ = [
     "wait_jobs_async",
 ]
 
+#: What the module functions take for a job: a ``Job`` or its id.
 JobLike = Union[Job, int]
 
 

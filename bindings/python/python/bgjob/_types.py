@@ -74,7 +74,12 @@ class StreamRecord:
     work wrote (``value``), the job that wrote it, its sequence number and time."""
 
     stream: Stream = Stream.Output
-    __slots__ = ("value", "job_id", "sequence", "time")
+    __slots__ = {
+        "value": "The object the work wrote (the very object, not a copy).",
+        "job_id": "The id of the job that wrote it (a child's id for a parent's records).",
+        "sequence": "Its sequence number: a record written later has a larger one.",
+        "time": "When it was written (a timezone-aware datetime, UTC).",
+    }
 
     def __init__(self, value: Any, job_id: int = 0, sequence: int = 0,
                  time: Optional[_dt.datetime] = None) -> None:
@@ -95,7 +100,9 @@ class StreamRecord:
         return NotImplemented
 
     def __hash__(self) -> int:
-        return hash((type(self), self.sequence))
+        # Consistent with __eq__ (equal records hash alike); unhashable values raise
+        # TypeError, as a tuple holding them would.
+        return hash((type(self), self.value))
 
 
 class ErrorRecord(StreamRecord):
@@ -137,8 +144,14 @@ class ProgressRecord:
     """A progress report (PowerShell's ``ProgressRecord``)."""
 
     stream = Stream.Progress
-    __slots__ = ("percent_complete", "activity", "status_description", "job_id",
-                 "sequence", "time")
+    __slots__ = {
+        "percent_complete": "How far the work is, 0 to 100 (-1: not known).",
+        "activity": "What the work is doing (PowerShell's Activity).",
+        "status_description": "The current step of that activity (PowerShell's StatusDescription).",
+        "job_id": "The id of the job that reported it.",
+        "sequence": "Its sequence number: a record written later has a larger one.",
+        "time": "When it was reported (a timezone-aware datetime, UTC).",
+    }
 
     def __init__(self, percent_complete: int = -1, activity: str = "",
                  status_description: str = "") -> None:
