@@ -34,6 +34,11 @@ impl WorkContext {
         &self.job
     }
 
+    /// The input this work runs for, in a child of a parallel job (`None` otherwise).
+    pub fn input(&self) -> Option<&Payload> {
+        self.job.input()
+    }
+
     /// Writes any record payload (bytes, a progress report, or a binding's object).
     pub fn write_payload(&self, stream: Stream, payload: Payload) -> Result<()> {
         self.job.write(stream, payload)

@@ -50,6 +50,8 @@ pub(crate) struct JobInit {
     pub location: String,
     pub work: Option<Work>,
     pub callbacks: Vec<StateCallback>,
+    /// The input of a parallel job's child (the item it runs for).
+    pub input: Option<Payload>,
 }
 
 struct StateCell {
@@ -91,6 +93,8 @@ pub struct Job {
     parent: Weak<Job>,
     parent_id: JobId,
     children: Vec<Arc<Job>>,
+    /// Made as a parent (its state follows its children), even if it has none.
+    container: bool,
     state: Mutex<StateCell>,
     delivered_changed: Condvar,
     records: Mutex<RecordQueue>,
@@ -102,6 +106,8 @@ pub struct Job {
     removed: AtomicBool,
     callbacks: CallbackList,
     work: Mutex<Option<Work>>,
+    /// A parallel child's input, kept until the job is removed.
+    input: Option<Payload>,
     /// What a binding keeps with the job (Python: the work's return value or exception).
     attachment: Mutex<Option<Attachment>>,
 }
@@ -152,6 +158,7 @@ impl Job {
             location: init.location,
             parent: parent.0,
             parent_id: parent.1,
+            container: !children.is_empty(),
             children,
             state: Mutex::new(StateCell {
                 info: JobStateInfo::new(JobState::NotStarted),
@@ -172,6 +179,7 @@ impl Job {
             removed: AtomicBool::new(false),
             callbacks,
             work: Mutex::new(init.work),
+            input: init.input,
             attachment: Mutex::new(None),
         }
     }
@@ -186,11 +194,8 @@ impl Job {
         ))
     }
 
-    // Parallel and custom jobs (the job-families issue) build on these two; until then
-    // only the tests below use them.
     /// A parent job with one child per `children` entry; the parent gets id N and its
     /// children N+1, N+2, … in order.
-    #[cfg_attr(not(test), allow(dead_code))]
     pub(crate) fn new_parent(init: JobInit, children: Vec<JobInit>) -> Arc<Job> {
         let first = allocate_ids(1 + children.len() as u64);
         Arc::new_cyclic(|me: &Weak<Job>| {
@@ -202,7 +207,9 @@ impl Job {
                     Arc::new(Job::from_init(id, c, (me.clone(), first), Vec::new()))
                 })
                 .collect();
-            Job::from_init(first, init, (Weak::new(), 0), kids)
+            let mut parent = Job::from_init(first, init, (Weak::new(), 0), kids);
+            parent.container = true;
+            parent
         })
     }
 
@@ -283,7 +290,7 @@ impl Job {
         if let Some(m) = &lock(&self.details).status_message {
             return m.clone();
         }
-        if self.children.is_empty() {
+        if !self.container {
             return String::new();
         }
         let done = self
@@ -292,6 +299,11 @@ impl Job {
             .filter(|c| c.state().is_finished())
             .count();
         format!("{done}/{} completed", self.children.len())
+    }
+
+    /// The input this job runs for, if it is a child of a parallel job.
+    pub fn input(&self) -> Option<&Payload> {
+        self.input.as_ref()
     }
 
     /// The latest progress report of its work, if any.
@@ -444,7 +456,7 @@ impl Job {
     }
 
     /// Moves a parent job to the state its children's (delivered) states call for.
-    fn follow_children(self: &Arc<Self>) {
+    pub(crate) fn follow_children(self: &Arc<Self>) {
         let states: Vec<JobState> = self
             .children
             .iter()
@@ -464,24 +476,24 @@ impl Job {
         if current == target || current.is_finished() {
             return;
         }
-        // A parent that was never seen Running (its children ran and ended between two
-        // looks) passes through Running, so its history stays a legal sequence.
+        // Where the children went in one step the parent may need several legal ones (it
+        // was never seen Running; a child stopped on its own while the parent ran): it
+        // passes through the states between, so its history stays a legal sequence.
+        let Some(path) = legal_path(current, target).filter(|p| !p.is_empty()) else {
+            return;
+        };
         let mut dispatch = false;
-        if !current.can_move_to(target) {
-            if current.can_move_to(JobState::Running) && JobState::Running.can_move_to(target) {
-                dispatch |= self
-                    .store_state(&mut cell, JobState::Running, None, true)
-                    .unwrap_or(false);
-            } else if !target.is_finished() {
-                return;
-            }
+        for step in &path[..path.len() - 1] {
+            dispatch |= self
+                .store_state(&mut cell, *step, None, true)
+                .unwrap_or(false);
         }
         let reason = match (target, failure) {
             (JobState::Failed, Some(r)) => Some(Arc::from(format!("a child job failed: {r}"))),
             _ => None,
         };
         dispatch |= self
-            .store_state(&mut cell, target, reason, false)
+            .store_state(&mut cell, target, reason, true)
             .unwrap_or(false);
         drop(cell);
         if dispatch {
@@ -828,6 +840,36 @@ fn merge_take(queues: &mut [&mut RecordQueue], max: usize, keep: bool) -> Vec<Re
     out
 }
 
+/// The shortest sequence of legal moves from `from` to `to`: the states after `from`,
+/// ending with `to` (empty if they are equal); `None` if `to` cannot be reached.
+fn legal_path(from: JobState, to: JobState) -> Option<Vec<JobState>> {
+    const N: usize = JobState::ALL.len();
+    let mut prev: [Option<JobState>; N] = [None; N];
+    let mut seen = [false; N];
+    seen[from as usize] = true;
+    let mut queue = VecDeque::from([from]);
+    while let Some(at) = queue.pop_front() {
+        if at == to {
+            let mut path = Vec::new();
+            let mut s = to;
+            while s != from {
+                path.push(s);
+                s = prev[s as usize]?;
+            }
+            path.reverse();
+            return Some(path);
+        }
+        for next in JobState::ALL {
+            if at.can_move_to(next) && !seen[next as usize] {
+                seen[next as usize] = true;
+                prev[next as usize] = Some(at);
+                queue.push_back(next);
+            }
+        }
+    }
+    None
+}
+
 /// The state a parent job's children call for (DESIGN §1 "Parent jobs"), or `None` while
 /// no child has started.
 pub(crate) fn aggregate(children: &[JobState], stop_asked: bool) -> Option<JobState> {
@@ -864,6 +906,7 @@ mod tests {
 
     fn init(work: Option<Work>) -> JobInit {
         JobInit {
+            input: None,
             name: None,
             command: String::new(),
             type_name: "TestJob".into(),
@@ -988,5 +1031,127 @@ mod tests {
         assert_eq!(rest.len(), 1);
         assert_eq!(rest[0].bytes().unwrap(), b"c");
         assert!(!parent.has_more_data());
+    }
+
+    /// A small deterministic PRNG (xorshift64*): reproducible random walks without a
+    /// dependency; a failure prints the seed that found it.
+    struct Rng(u64);
+
+    impl Rng {
+        fn below(&mut self, n: usize) -> usize {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            (self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 33) as usize % n
+        }
+    }
+
+    /// What DESIGN §1 "Parent jobs" says the parent's state must be, written from its
+    /// prose rule by rule (not from `aggregate`), given the children's states, whether a
+    /// stop was asked of the parent, and the parent's state before the last move.
+    fn design_rule(children: &[JobState], stop_asked: bool, before: JobState) -> JobState {
+        use JobState::*;
+        let finished = |s: &JobState| s.is_finished();
+        if children.iter().all(finished) {
+            // "when every child is finished: Failed if any failed, else Stopped if any
+            // stopped, else Completed; a stop asked of the parent itself ends it Stopped"
+            return if children.contains(&Failed) {
+                Failed
+            } else if children.contains(&Stopped) || stop_asked {
+                Stopped
+            } else {
+                Completed
+            };
+        }
+        // A parent asked to stop is Stopping until its children are finished (nothing but
+        // a finished state follows Stopping), whatever they do meanwhile.
+        if before == Stopping {
+            return Stopping;
+        }
+        // "Blocked while any child is Blocked"
+        if children.contains(&Blocked) {
+            return Blocked;
+        }
+        // "Suspended when every child is Suspended or finished"
+        if children.iter().all(|s| finished(s) || *s == Suspended) {
+            return Suspended;
+        }
+        // "Running as soon as any child runs" (Stopping once a stop of it was asked)
+        if children.iter().any(|s| *s != NotStarted) {
+            return if stop_asked { Stopping } else { Running };
+        }
+        // No child has started: the parent has not either, unless a stop moved it on.
+        before
+    }
+
+    /// Random legal histories of 1 to 4 children — including stops of the parent,
+    /// blocking, suspending and disconnecting — each checked after every move against
+    /// DESIGN's rules: the parent's state, the legality of every move it made, and that
+    /// its callbacks saw each of its changes once, in order.
+    #[test]
+    fn parent_state_follows_random_child_histories_by_the_design_rules() {
+        use JobState::*;
+        for seed in 1..=3000u64 {
+            let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+            let n = 1 + rng.below(4);
+            let parent = Job::new_parent(init(None), (0..n).map(|_| init(None)).collect());
+            let seen = recorder(&parent);
+            let mut stop_asked = false;
+            for step in 0..40 {
+                let children = parent.children();
+                let live: Vec<&Arc<Job>> = children
+                    .iter()
+                    .filter(|c| !c.state().is_finished())
+                    .collect();
+                if live.is_empty() {
+                    break;
+                }
+                let before = parent.state();
+                if !stop_asked && rng.below(12) == 0 {
+                    stop_asked = true;
+                    parent.request_stop();
+                } else {
+                    let child = live[rng.below(live.len())];
+                    let from = child.state();
+                    let targets: Vec<JobState> = JobState::ALL
+                        .into_iter()
+                        .filter(|t| from.can_move_to(*t))
+                        .collect();
+                    let to = targets[rng.below(targets.len())];
+                    let reason = (to == Failed).then(|| Arc::from(format!("child {}", child.id())));
+                    child.change_state(to, reason).unwrap();
+                }
+                let states: Vec<JobState> = children.iter().map(|c| c.state()).collect();
+                let want = if before.is_finished() {
+                    before // nothing leaves a finished state
+                } else {
+                    design_rule(&states, stop_asked, before)
+                };
+                assert_eq!(
+                    parent.state(),
+                    want,
+                    "seed {seed}, step {step}: children {states:?}, stop asked {stop_asked}"
+                );
+                if want == Failed {
+                    let reason = parent.state_info().reason;
+                    assert!(
+                        reason.is_some_and(|r| r.starts_with("a child job failed: child ")),
+                        "seed {seed}"
+                    );
+                }
+            }
+            // Every change of the parent was legal and reported once, in order.
+            let history = seen.lock().unwrap().clone();
+            let mut at = NotStarted;
+            for (prev, new) in &history {
+                assert_eq!(*prev, at, "seed {seed}: history {history:?}");
+                assert!(
+                    prev.can_move_to(*new),
+                    "seed {seed}: illegal {prev} -> {new}"
+                );
+                at = *new;
+            }
+            assert_eq!(at, parent.state(), "seed {seed}: history {history:?}");
+        }
     }
 }

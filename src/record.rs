@@ -127,7 +127,14 @@ pub struct Record {
 impl Record {
     /// The payload's bytes, if it holds bytes.
     pub fn bytes(&self) -> Option<&[u8]> {
-        match &self.payload {
+        self.payload.bytes()
+    }
+}
+
+impl Payload {
+    /// The bytes, if it holds bytes.
+    pub fn bytes(&self) -> Option<&[u8]> {
+        match self {
             Payload::Bytes(b) => Some(b),
             _ => None,
         }

@@ -95,6 +95,7 @@ pub fn start_job(spec: JobSpec) -> Result<Arc<Job>> {
         location: "localhost".to_string(),
         work: Some(spec.work),
         callbacks: spec.callbacks,
+        input: None,
     });
     repository().add(&job);
     if let Err(e) = pool.submit(job.clone()) {

@@ -1,0 +1,215 @@
+//! Parallel jobs (PowerShell's `ForEach-Object -Parallel -AsJob`): one work function over
+//! N inputs. The job is a parent with one child per input (ids N+1.. after the parent's
+//! N); the children do the work on a pool, at most `throttle_limit` of them at once, and
+//! the parent's state follows theirs (DESIGN §1 "Parent jobs").
+//!
+//! The throttle is the job's own, on top of its pool's: children are handed to the pool
+//! one by one as earlier ones finish (a *feeder*), so a parallel job with a throttle of 2
+//! holds at most 2 of the pool's workers, and its other children wait NotStarted. Stopping
+//! a waiting child makes it Stopped at once, as for any queued job.
+
+use crate::context::WorkContext;
+use crate::error::Result;
+use crate::events::StateCallback;
+use crate::executor::{Pool, default_pool};
+use crate::job::{Job, JobInit, WorkResult};
+use crate::record::Payload;
+use crate::repository::repository;
+use crate::state::{JobState, StateChangedEvent};
+use crate::sync::lock;
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+
+/// The work of a parallel job: runs once per input, which it reads with
+/// [`WorkContext::input`]. Shared by every child.
+pub type ParallelWork = Arc<dyn Fn(&WorkContext) -> WorkResult + Send + Sync>;
+
+/// Everything needed to start a parallel job.
+pub struct ParallelJobSpec {
+    name: Option<String>,
+    command: String,
+    inputs: Vec<Payload>,
+    work: ParallelWork,
+    pool: Option<Pool>,
+    throttle_limit: usize,
+    callbacks: Vec<StateCallback>,
+}
+
+impl ParallelJobSpec {
+    /// A spec running `work` once for each of `inputs`.
+    pub fn new<I, P>(
+        inputs: I,
+        work: impl Fn(&WorkContext) -> WorkResult + Send + Sync + 'static,
+    ) -> ParallelJobSpec
+    where
+        I: IntoIterator<Item = P>,
+        P: Into<Payload>,
+    {
+        ParallelJobSpec::from_shared(inputs.into_iter().map(Into::into).collect(), Arc::new(work))
+    }
+
+    /// A spec from inputs already made payloads and shared work (what the bindings use).
+    pub fn from_shared(inputs: Vec<Payload>, work: ParallelWork) -> ParallelJobSpec {
+        ParallelJobSpec {
+            name: None,
+            command: String::new(),
+            inputs,
+            work,
+            pool: None,
+            throttle_limit: 0,
+            callbacks: Vec::new(),
+        }
+    }
+
+    /// Sets the parent job's name (default `Job<id>`; children are `Job<id>`).
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// Sets the command text shown for the parent and every child.
+    pub fn command(mut self, command: impl Into<String>) -> Self {
+        self.command = command.into();
+        self
+    }
+
+    /// Runs the children on `pool` instead of the default pool.
+    pub fn pool(mut self, pool: &Pool) -> Self {
+        self.pool = Some(pool.clone());
+        self
+    }
+
+    /// At most `limit` children run at once (`-ThrottleLimit`); 0 (the default) = only the
+    /// pool's own limits.
+    pub fn throttle_limit(mut self, limit: usize) -> Self {
+        self.throttle_limit = limit;
+        self
+    }
+
+    /// Adds a state-change callback for the parent job (registered before any child runs).
+    pub fn on_state_changed(
+        mut self,
+        callback: impl Fn(&StateChangedEvent) + Send + Sync + 'static,
+    ) -> Self {
+        self.callbacks.push(Box::new(callback));
+        self
+    }
+
+    /// Adds an already-boxed state-change callback for the parent job.
+    pub fn on_state_changed_boxed(mut self, callback: StateCallback) -> Self {
+        self.callbacks.push(callback);
+        self
+    }
+
+    /// Starts the job: see [`start_parallel_job`].
+    pub fn start(self) -> Result<Arc<Job>> {
+        start_parallel_job(self)
+    }
+}
+
+/// Hands a parallel job's waiting children to its pool, one each time a running one ends.
+struct Feeder {
+    pool: Pool,
+    waiting: Mutex<VecDeque<Arc<Job>>>,
+    /// The parent (set once it exists): after a stop of it, no waiting child may start.
+    parent: OnceLock<Weak<Job>>,
+}
+
+impl Feeder {
+    /// Submits the next child that can still run; true if one was submitted.
+    fn feed_one(&self) -> bool {
+        loop {
+            // A stop of the parent sets its flag before it stops the children one by one:
+            // a child finishing meanwhile must not start one that is about to be stopped.
+            let stopping = self.parent.get().and_then(Weak::upgrade);
+            if stopping.is_some_and(|p| p.stop_requested()) {
+                return false;
+            }
+            let Some(child) = lock(&self.waiting).pop_front() else {
+                return false;
+            };
+            // A child stopped while it waited is Stopped already: it takes no slot.
+            if child.state() != JobState::NotStarted {
+                continue;
+            }
+            if self.pool.submit(child.clone()).is_ok() {
+                return true;
+            }
+            // The pool was shut down: the child can never run.
+            child.request_stop();
+        }
+    }
+}
+
+/// ForEach-Object -Parallel -AsJob: creates the parent and its children, adds them to the
+/// repository, hands the first `throttle_limit` children to the pool and returns the
+/// parent at once. With no inputs the parent completes at once.
+pub fn start_parallel_job(spec: ParallelJobSpec) -> Result<Arc<Job>> {
+    let pool = match spec.pool {
+        Some(p) => p,
+        None => default_pool()?.clone(),
+    };
+    let feeder = Arc::new(Feeder {
+        pool,
+        waiting: Mutex::new(VecDeque::new()),
+        parent: OnceLock::new(),
+    });
+    let children: Vec<JobInit> = spec
+        .inputs
+        .into_iter()
+        .map(|input| {
+            let work = spec.work.clone();
+            let feeder = feeder.clone();
+            // The feeder's hook runs first among the child's callbacks: a slot frees as
+            // soon as the child is finished.
+            let feed_next: StateCallback = Box::new(move |e: &StateChangedEvent| {
+                if e.state_info.state.is_finished() {
+                    feeder.feed_one();
+                }
+            });
+            JobInit {
+                name: None,
+                command: spec.command.clone(),
+                type_name: "ParallelChildJob".to_string(),
+                location: "localhost".to_string(),
+                work: Some(Box::new(move |ctx: &WorkContext| work(ctx))),
+                callbacks: vec![feed_next],
+                input: Some(input),
+            }
+        })
+        .collect();
+    let parent = Job::new_parent(
+        JobInit {
+            name: spec.name,
+            command: spec.command,
+            type_name: "ParallelJob".to_string(),
+            location: "localhost".to_string(),
+            work: None,
+            callbacks: spec.callbacks,
+            input: None,
+        },
+        children,
+    );
+    let _ = feeder.parent.set(Arc::downgrade(&parent));
+    repository().add(&parent);
+    if feeder.pool.is_shut_down() {
+        // Nothing is left behind: the same outcome as a thread job's start on it.
+        let err = crate::error::Error::ShutDown(feeder.pool.id());
+        repository().detach(&parent);
+        parent.release();
+        return Err(err);
+    }
+    lock(&feeder.waiting).extend(parent.children().iter().cloned());
+    let first = match spec.throttle_limit {
+        0 => parent.children().len(),
+        n => n.min(parent.children().len()),
+    };
+    for _ in 0..first {
+        if !feeder.feed_one() {
+            break;
+        }
+    }
+    // With no children nothing else would move the parent (to Completed).
+    parent.follow_children();
+    Ok(parent)
+}
