@@ -106,7 +106,8 @@ pub struct Job {
     removed: AtomicBool,
     callbacks: CallbackList,
     work: Mutex<Option<Work>>,
-    /// A parallel child's input, kept until the job is removed.
+    /// A parallel child's input. It lives as long as the job object (a binding holding
+    /// the job keeps it), unlike the records, which removal frees at once.
     input: Option<Payload>,
     /// What a binding keeps with the job (Python: the work's return value or exception).
     attachment: Mutex<Option<Attachment>>,

@@ -15,9 +15,10 @@ use crate::executor::{Pool, default_pool};
 use crate::job::{Job, JobInit, WorkResult};
 use crate::record::Payload;
 use crate::repository::repository;
-use crate::state::{JobState, StateChangedEvent};
+use crate::state::StateChangedEvent;
 use crate::sync::lock;
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 /// The work of a parallel job: runs once per input, which it reads with
@@ -107,10 +108,20 @@ impl ParallelJobSpec {
     }
 }
 
+/// A child's place in the throttle: waiting for a slot, handed to the pool (holding a
+/// slot), or ended. Only the end of a child that held a slot frees one, so a child stopped
+/// while it waited does not let an extra one start.
+const WAITING: u8 = 0;
+const HANDED: u8 = 1;
+const ENDED: u8 = 2;
+
 /// Hands a parallel job's waiting children to its pool, one each time a running one ends.
 struct Feeder {
     pool: Pool,
-    waiting: Mutex<VecDeque<Arc<Job>>>,
+    /// Children not yet handed to the pool, with their index.
+    waiting: Mutex<VecDeque<(usize, Arc<Job>)>>,
+    /// Each child's place (`WAITING`, `HANDED`, `ENDED`), by index.
+    places: Vec<AtomicU8>,
     /// The parent (set once it exists): after a stop of it, no waiting child may start.
     parent: OnceLock<Weak<Job>>,
 }
@@ -125,18 +136,31 @@ impl Feeder {
             if stopping.is_some_and(|p| p.stop_requested()) {
                 return false;
             }
-            let Some(child) = lock(&self.waiting).pop_front() else {
+            let Some((index, child)) = lock(&self.waiting).pop_front() else {
                 return false;
             };
-            // A child stopped while it waited is Stopped already: it takes no slot.
-            if child.state() != JobState::NotStarted {
+            // A child whose stop was already reported takes no slot. (One stopped but not
+            // yet reported is handed on: its report then frees the slot it took.)
+            let place = &self.places[index];
+            if place
+                .compare_exchange(WAITING, HANDED, Ordering::AcqRel, Ordering::Acquire)
+                .is_err()
+            {
                 continue;
             }
             if self.pool.submit(child.clone()).is_ok() {
                 return true;
             }
-            // The pool was shut down: the child can never run.
+            // The pool was shut down: the child can never run, and frees no slot.
+            place.store(ENDED, Ordering::Release);
             child.request_stop();
+        }
+    }
+
+    /// A child finished: if it held a slot, the next waiting child gets it.
+    fn ended(&self, index: usize) {
+        if self.places[index].swap(ENDED, Ordering::AcqRel) == HANDED {
+            self.feed_one();
         }
     }
 }
@@ -152,19 +176,21 @@ pub fn start_parallel_job(spec: ParallelJobSpec) -> Result<Arc<Job>> {
     let feeder = Arc::new(Feeder {
         pool,
         waiting: Mutex::new(VecDeque::new()),
+        places: spec.inputs.iter().map(|_| AtomicU8::new(WAITING)).collect(),
         parent: OnceLock::new(),
     });
     let children: Vec<JobInit> = spec
         .inputs
         .into_iter()
-        .map(|input| {
+        .enumerate()
+        .map(|(index, input)| {
             let work = spec.work.clone();
             let feeder = feeder.clone();
             // The feeder's hook runs first among the child's callbacks: a slot frees as
             // soon as the child is finished.
             let feed_next: StateCallback = Box::new(move |e: &StateChangedEvent| {
                 if e.state_info.state.is_finished() {
-                    feeder.feed_one();
+                    feeder.ended(index);
                 }
             });
             JobInit {
@@ -199,7 +225,7 @@ pub fn start_parallel_job(spec: ParallelJobSpec) -> Result<Arc<Job>> {
         parent.release();
         return Err(err);
     }
-    lock(&feeder.waiting).extend(parent.children().iter().cloned());
+    lock(&feeder.waiting).extend(parent.children().iter().cloned().enumerate());
     let first = match spec.throttle_limit {
         0 => parent.children().len(),
         n => n.min(parent.children().len()),

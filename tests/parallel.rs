@@ -166,6 +166,50 @@ fn a_throttle_of_two_runs_two_children_and_a_stop_of_the_parent_stops_them_all()
 }
 
 #[test]
+fn stopping_a_waiting_child_does_not_let_another_start_past_the_throttle() {
+    let pool = Pool::new(4, 0).unwrap();
+    let running = Arc::new(AtomicUsize::new(0));
+    let most = Arc::new(AtomicUsize::new(0));
+    let (r, m) = (running.clone(), most.clone());
+    let parent = ParallelJobSpec::new(inputs(1..=5), move |ctx| {
+        m.fetch_max(r.fetch_add(1, Ordering::SeqCst) + 1, Ordering::SeqCst);
+        let deadline = Instant::now() + LONG;
+        while !ctx.stop_requested() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        r.fetch_sub(1, Ordering::SeqCst);
+        Ok(())
+    })
+    .pool(&pool)
+    .throttle_limit(2)
+    .start()
+    .unwrap();
+    let children = parent.children().to_vec();
+    assert!(eventually(|| children[..2]
+        .iter()
+        .all(|c| c.state() == Running)));
+    // Child 3 never held a slot: its stop frees none, so child 4 keeps waiting.
+    stop_job(&children[2], Some(LONG)).unwrap();
+    assert_eq!(children[2].state(), Stopped);
+    assert_eq!(children[3].state(), NotStarted);
+    // Child 1 held one: its end lets child 4 (not the stopped 3) run.
+    stop_job(&children[0], Some(LONG)).unwrap();
+    assert!(
+        eventually(|| children[3].state() == Running),
+        "child 4 never ran"
+    );
+    assert_eq!(children[4].state(), NotStarted);
+    stop_job(&parent, Some(LONG)).unwrap();
+    assert_eq!(
+        most.load(Ordering::SeqCst),
+        2,
+        "more than the throttle ran at once"
+    );
+    remove_all(&[parent]);
+    pool.shutdown(Some(LONG)).unwrap();
+}
+
+#[test]
 fn children_are_found_by_id_name_and_instance_id_but_listed_only_when_asked() {
     let name = unique("find");
     let parent = ParallelJobSpec::new(inputs(1..=3), echo)
