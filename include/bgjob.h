@@ -85,7 +85,9 @@ typedef struct bgjob_pool bgjob_pool;
 typedef struct bgjob_records bgjob_records;
 
 /**
- * What to start: built with the `bgjob_spec_*` functions, consumed by `bgjob_start`.
+ * What to start: built with the `bgjob_spec_*` functions, consumed by `bgjob_start`. A
+ * spec without inputs starts a thread job; one with inputs (`bgjob_spec_add_input`) a
+ * parallel job.
  */
 typedef struct bgjob_spec bgjob_spec;
 
@@ -193,8 +195,9 @@ typedef struct bgjob_record {
 } bgjob_record;
 
 /**
- * A job's work: runs on a worker thread. Return 0 to complete the job; anything else fails
- * it (reason: the text given to `bgjob_context_fail`, or "the work returned N").
+ * A job's work: runs on a worker thread (for a parallel job: once per input, in that
+ * input's child job). Return 0 to complete the job; anything else fails it (reason: the
+ * text given to `bgjob_context_fail`, or "the work returned N").
  */
 typedef int32_t (*bgjob_work_fn)(struct bgjob_context *ctx, void *user_data);
 
@@ -450,6 +453,25 @@ bool bgjob_context_stop_requested(struct bgjob_context *ctx);
  * `ctx` is the live context of the running work; `reason` is NUL-terminated.
  */
 bgjob_status bgjob_context_fail(struct bgjob_context *ctx, const char *reason);
+
+/**
+ * The input this work runs for, in a child of a parallel job (added to the spec with
+ * `bgjob_spec_add_input`): `*out_data` gets a pointer to its bytes and `*out_len` their
+ * number. The bytes belong to the job and stay valid while the work runs; they are not
+ * NUL-terminated (copy them to use them as a C string). For an empty input `*out_len` is
+ * 0 and `*out_data` a valid, non-NULL pointer to read nothing from.
+ *
+ * `BGJOB_E_INVALID_ARGUMENT` (with `bgjob_last_error_message()` saying why, out-pointers
+ * left unchanged) if `ctx`, `out_data` or `out_len` is NULL, or if the job is not a child
+ * of a parallel job (a plain thread job has no input).
+ *
+ * # Safety
+ * `ctx` is NULL or the live context of the running work; `out_data` and `out_len` are
+ * NULL or writable.
+ */
+bgjob_status bgjob_context_input(struct bgjob_context *ctx,
+                                 const uint8_t **out_data,
+                                 size_t *out_len);
 
 /**
  * The id of the job this work runs for; 0 for a NULL context.
@@ -856,6 +878,12 @@ bgjob_status bgjob_spec_set_command(struct bgjob_spec *spec, const char *command
  * (before the job's finished state), when it is stopped before running, or when the spec
  * is freed unstarted. The spec owns `user_data` from this call on, even if it fails.
  *
+ * For a parallel job (a spec with inputs) the work runs once per input, possibly on
+ * several threads at once, all with the same `user_data`; the finalizer still runs exactly
+ * once, when no child needs the data any more (after the last child's work returned, or
+ * when the children left were stopped before they ran), at the latest when the job is
+ * removed.
+ *
  * # Safety
  * `spec` is a live spec.
  */
@@ -874,10 +902,41 @@ bgjob_status bgjob_spec_set_work(struct bgjob_spec *spec,
 bgjob_status bgjob_spec_set_pool(struct bgjob_spec *spec, const struct bgjob_pool *pool);
 
 /**
+ * Adds an input, making the spec start a *parallel job* (PowerShell's
+ * `ForEach-Object -Parallel -AsJob`): the work function runs once per input, each time in
+ * a child job of its own, and reads that input with `bgjob_context_input`. Inputs are
+ * used in the order they are added; child k (0-based) gets input k and id parent + 1 + k.
+ * The `len` bytes at `data` are copied (any bytes: they need not be text nor end in NUL);
+ * `data` may be NULL only if `len` is 0 (an empty input). `BGJOB_E_INVALID_ARGUMENT` if
+ * `data` is NULL while `len` is not 0; the spec is unchanged then.
+ *
+ * The work's user data (`bgjob_spec_set_work`) is shared by all the children, which may
+ * run at the same time on different threads; its finalizer runs exactly once, when no
+ * child needs it any more.
+ *
+ * # Safety
+ * `spec` is a live spec; `data` is NULL or points to `len` readable bytes.
+ */
+bgjob_status bgjob_spec_add_input(struct bgjob_spec *spec, const void *data, size_t len);
+
+/**
+ * Sets a parallel job's throttle limit (`-ThrottleLimit`): at most `limit` of its
+ * children run at once; the others wait NotStarted and are handed to the pool one by one
+ * as running ones finish. 0 (the default) = only the pool's own limits. The limit is the
+ * job's own, on top of its pool's. It matters only for a spec with inputs
+ * (`bgjob_spec_add_input`); a thread job ignores it.
+ *
+ * # Safety
+ * `spec` is a live spec.
+ */
+bgjob_status bgjob_spec_set_throttle_limit(struct bgjob_spec *spec, uint32_t limit);
+
+/**
  * Adds a state-change callback, registered before the job can run so that no change is
- * missed (its first call is for NotStarted → Running or → Stopped). `finalizer` (may be
- * NULL) frees `user_data` once, when the job is removed or the spec freed unstarted; it
- * runs even if this call fails.
+ * missed (its first call is for NotStarted → Running or → Stopped). For a parallel job it
+ * is registered on the parent, whose state follows its children's; register on a child
+ * with `bgjob_on_state_changed`. `finalizer` (may be NULL) frees `user_data` once, when
+ * the job is removed or the spec freed unstarted; it runs even if this call fails.
  *
  * # Safety
  * `spec` is a live spec.
@@ -888,10 +947,24 @@ bgjob_status bgjob_spec_on_state_changed(struct bgjob_spec *spec,
                                          bgjob_finalizer finalizer);
 
 /**
- * Starts a thread job from `spec` and returns at once with its id in `*out_id`. The spec is
- * consumed (freed) whatever the result; on failure nothing is left behind and its user
- * data is finalized. Fails with `BGJOB_E_INVALID_ARGUMENT` if the spec has no work and
- * `BGJOB_E_SHUT_DOWN` if its pool was shut down.
+ * Starts the job `spec` describes and returns at once with its id in `*out_id`:
+ *
+ * - without inputs, a thread job (type `ThreadJob`) whose work runs once;
+ * - with inputs (`bgjob_spec_add_input`), a parallel job (PowerShell's
+ *   `ForEach-Object -Parallel -AsJob`): a parent of type `ParallelJob` with one child of
+ *   type `ParallelChildJob` per input, in the order the inputs were added. `*out_id` is the
+ *   parent's id N; the children get N+1, N+2, … (see `bgjob_job_info_child_id`). Each
+ *   child runs the work once and reads its input with `bgjob_context_input`; at most the
+ *   throttle limit of them run at once, the others stay NotStarted until a slot frees.
+ *   The parent's state follows its children's (Failed if any failed, else Stopped if any
+ *   stopped, else Completed), its status message reads `finished/total completed`, a
+ *   receive from it returns its children's records, and removing it removes them.
+ *
+ * The work's return code decides each job's (or child's) end: 0 completes it, anything
+ * else fails it (see `bgjob_work_fn`). The spec is consumed (freed) whatever the result;
+ * on failure nothing is left behind and its user data is finalized. Fails with
+ * `BGJOB_E_INVALID_ARGUMENT` if the spec has no work and `BGJOB_E_SHUT_DOWN` if its pool
+ * was shut down.
  *
  * # Safety
  * `spec` is NULL or a live spec, not used after this call; `out_id` is writable.

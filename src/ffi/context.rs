@@ -1,7 +1,7 @@
 //! What a C work function can do through its `bgjob_context`.
 
 use super::status::bgjob_status;
-use super::types::{bgjob_stream, stream_from_c};
+use super::types::{bgjob_stream, bytes_arg, stream_from_c};
 use super::{boundary, boundary_value, c_str, c_str_opt, non_null};
 use crate::context::WorkContext;
 use crate::error::Error;
@@ -14,8 +14,9 @@ pub struct bgjob_context {
     _private: [u8; 0],
 }
 
-/// A job's work: runs on a worker thread. Return 0 to complete the job; anything else fails
-/// it (reason: the text given to `bgjob_context_fail`, or "the work returned N").
+/// A job's work: runs on a worker thread (for a parallel job: once per input, in that
+/// input's child job). Return 0 to complete the job; anything else fails it (reason: the
+/// text given to `bgjob_context_fail`, or "the work returned N").
 pub type bgjob_work_fn =
     Option<unsafe extern "C" fn(ctx: *mut bgjob_context, user_data: *mut c_void) -> i32>;
 
@@ -46,16 +47,8 @@ pub unsafe extern "C" fn bgjob_context_write(
         // SAFETY: as documented for the caller.
         let ctx = unsafe { context(ctx) }?;
         let stream = stream_from_c(stream)?;
-        let bytes: &[u8] = if len == 0 {
-            &[]
-        } else if data.is_null() {
-            return Err(Error::InvalidArgument(
-                "data is NULL but len is not 0".into(),
-            ));
-        } else {
-            // SAFETY: non-NULL, `len` readable bytes, as documented.
-            unsafe { std::slice::from_raw_parts(data.cast::<u8>(), len) }
-        };
+        // SAFETY: `len` readable bytes at `data`, as documented for the caller.
+        let bytes = unsafe { bytes_arg(data, len) }?;
         ctx.write(stream, Payload::from(bytes))
     })
 }
@@ -147,6 +140,67 @@ pub unsafe extern "C" fn bgjob_context_fail(
         let ctx = unsafe { context(ctx) }?;
         // SAFETY: as documented for the caller.
         ctx.fail(unsafe { c_str(reason, "reason") }?);
+        Ok(())
+    })
+}
+
+/// The input this work runs for, in a child of a parallel job (added to the spec with
+/// `bgjob_spec_add_input`): `*out_data` gets a pointer to its bytes and `*out_len` their
+/// number. The bytes belong to the job and stay valid while the work runs; they are not
+/// NUL-terminated (copy them to use them as a C string). For an empty input `*out_len` is
+/// 0 and `*out_data` a valid, non-NULL pointer to read nothing from.
+///
+/// `BGJOB_E_INVALID_ARGUMENT` (with `bgjob_last_error_message()` saying why, out-pointers
+/// left unchanged) if `ctx`, `out_data` or `out_len` is NULL, or if the job is not a child
+/// of a parallel job (a plain thread job has no input).
+///
+/// # Safety
+/// `ctx` is NULL or the live context of the running work; `out_data` and `out_len` are
+/// NULL or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn bgjob_context_input(
+    ctx: *mut bgjob_context,
+    out_data: *mut *const u8,
+    out_len: *mut usize,
+) -> bgjob_status {
+    // What an empty input points to: a real byte, so a C caller may pass it on safely.
+    static EMPTY: [u8; 1] = [0];
+    boundary(|| {
+        // SAFETY: as documented for the caller.
+        let ctx = unsafe { context(ctx) }?;
+        if out_data.is_null() {
+            return Err(Error::InvalidArgument("out_data is NULL".into()));
+        }
+        if out_len.is_null() {
+            return Err(Error::InvalidArgument("out_len is NULL".into()));
+        }
+        let bytes: &[u8] = match ctx.input() {
+            Some(Payload::Bytes(b)) => b,
+            Some(_) => {
+                return Err(Error::InvalidArgument(format!(
+                    "the input of job {} holds no bytes (it was not given from C)",
+                    ctx.job_id()
+                )));
+            }
+            None => {
+                return Err(Error::InvalidArgument(format!(
+                    "job {} has no input: only a child of a parallel job (a spec with \
+                     bgjob_spec_add_input) has one",
+                    ctx.job_id()
+                )));
+            }
+        };
+        let data = if bytes.is_empty() {
+            EMPTY.as_ptr()
+        } else {
+            bytes.as_ptr()
+        };
+        // SAFETY: both non-NULL and writable, as documented; the bytes live in the job,
+        // which the context keeps alive while the work runs.
+        unsafe {
+            *out_data = data;
+            *out_len = bytes.len();
+        }
         Ok(())
     })
 }

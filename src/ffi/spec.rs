@@ -1,17 +1,24 @@
-//! Start-Job from C: the start spec builder and `bgjob_start`.
+//! Start-Job from C: the start spec builder and `bgjob_start` (a thread job, or a parallel
+//! job when the spec has inputs).
 
 use super::callbacks::{ForeignData, bgjob_finalizer, bgjob_state_callback, required_callback};
 use super::context::{as_c, bgjob_work_fn};
 use super::pool::bgjob_pool;
 use super::status::bgjob_status;
+use super::types::bytes_arg;
 use super::{boundary, c_str, non_null};
 use crate::error::{Error, Result};
 use crate::events::StateCallback;
 use crate::executor::Pool;
+use crate::parallel::{ParallelJobSpec, ParallelWork};
+use crate::record::Payload;
 use crate::spec::JobSpec;
 use std::ffi::{c_char, c_void};
+use std::sync::Arc;
 
-/// What to start: built with the `bgjob_spec_*` functions, consumed by `bgjob_start`.
+/// What to start: built with the `bgjob_spec_*` functions, consumed by `bgjob_start`. A
+/// spec without inputs starts a thread job; one with inputs (`bgjob_spec_add_input`) a
+/// parallel job.
 pub struct bgjob_spec {
     name: Option<String>,
     command: Option<String>,
@@ -21,6 +28,10 @@ pub struct bgjob_spec {
     )>,
     pool: Option<Pool>,
     callbacks: Vec<StateCallback>,
+    /// With one or more inputs the spec starts a parallel job, one child per input.
+    inputs: Vec<Payload>,
+    /// The parallel job's own throttle (0 = only the pool's limits).
+    throttle_limit: usize,
 }
 
 /// # Safety
@@ -47,6 +58,8 @@ pub unsafe extern "C" fn bgjob_spec_new(out_spec: *mut *mut bgjob_spec) -> bgjob
             work: None,
             pool: None,
             callbacks: Vec::new(),
+            inputs: Vec::new(),
+            throttle_limit: 0,
         });
         // SAFETY: non-NULL and writable, as documented.
         unsafe { *out_spec = Box::into_raw(spec) };
@@ -109,6 +122,12 @@ pub unsafe extern "C" fn bgjob_spec_set_command(
 /// (before the job's finished state), when it is stopped before running, or when the spec
 /// is freed unstarted. The spec owns `user_data` from this call on, even if it fails.
 ///
+/// For a parallel job (a spec with inputs) the work runs once per input, possibly on
+/// several threads at once, all with the same `user_data`; the finalizer still runs exactly
+/// once, when no child needs the data any more (after the last child's work returned, or
+/// when the children left were stopped before they ran), at the latest when the job is
+/// removed.
+///
 /// # Safety
 /// `spec` is a live spec.
 #[unsafe(no_mangle)]
@@ -147,10 +166,62 @@ pub unsafe extern "C" fn bgjob_spec_set_pool(
     })
 }
 
+/// Adds an input, making the spec start a *parallel job* (PowerShell's
+/// `ForEach-Object -Parallel -AsJob`): the work function runs once per input, each time in
+/// a child job of its own, and reads that input with `bgjob_context_input`. Inputs are
+/// used in the order they are added; child k (0-based) gets input k and id parent + 1 + k.
+/// The `len` bytes at `data` are copied (any bytes: they need not be text nor end in NUL);
+/// `data` may be NULL only if `len` is 0 (an empty input). `BGJOB_E_INVALID_ARGUMENT` if
+/// `data` is NULL while `len` is not 0; the spec is unchanged then.
+///
+/// The work's user data (`bgjob_spec_set_work`) is shared by all the children, which may
+/// run at the same time on different threads; its finalizer runs exactly once, when no
+/// child needs it any more.
+///
+/// # Safety
+/// `spec` is a live spec; `data` is NULL or points to `len` readable bytes.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn bgjob_spec_add_input(
+    spec: *mut bgjob_spec,
+    data: *const c_void,
+    len: usize,
+) -> bgjob_status {
+    boundary(|| {
+        // SAFETY: as documented for the caller.
+        let spec = unsafe { spec_mut(spec) }?;
+        // SAFETY: `len` readable bytes at `data`, as documented for the caller.
+        let bytes = unsafe { bytes_arg(data, len) }?;
+        spec.inputs.push(Payload::from(bytes));
+        Ok(())
+    })
+}
+
+/// Sets a parallel job's throttle limit (`-ThrottleLimit`): at most `limit` of its
+/// children run at once; the others wait NotStarted and are handed to the pool one by one
+/// as running ones finish. 0 (the default) = only the pool's own limits. The limit is the
+/// job's own, on top of its pool's. It matters only for a spec with inputs
+/// (`bgjob_spec_add_input`); a thread job ignores it.
+///
+/// # Safety
+/// `spec` is a live spec.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn bgjob_spec_set_throttle_limit(
+    spec: *mut bgjob_spec,
+    limit: u32,
+) -> bgjob_status {
+    boundary(|| {
+        // SAFETY: as documented for the caller.
+        let spec = unsafe { spec_mut(spec) }?;
+        spec.throttle_limit = usize::try_from(limit).unwrap_or(usize::MAX);
+        Ok(())
+    })
+}
+
 /// Adds a state-change callback, registered before the job can run so that no change is
-/// missed (its first call is for NotStarted → Running or → Stopped). `finalizer` (may be
-/// NULL) frees `user_data` once, when the job is removed or the spec freed unstarted; it
-/// runs even if this call fails.
+/// missed (its first call is for NotStarted → Running or → Stopped). For a parallel job it
+/// is registered on the parent, whose state follows its children's; register on a child
+/// with `bgjob_on_state_changed`. `finalizer` (may be NULL) frees `user_data` once, when
+/// the job is removed or the spec freed unstarted; it runs even if this call fails.
 ///
 /// # Safety
 /// `spec` is a live spec.
@@ -170,10 +241,24 @@ pub unsafe extern "C" fn bgjob_spec_on_state_changed(
     })
 }
 
-/// Starts a thread job from `spec` and returns at once with its id in `*out_id`. The spec is
-/// consumed (freed) whatever the result; on failure nothing is left behind and its user
-/// data is finalized. Fails with `BGJOB_E_INVALID_ARGUMENT` if the spec has no work and
-/// `BGJOB_E_SHUT_DOWN` if its pool was shut down.
+/// Starts the job `spec` describes and returns at once with its id in `*out_id`:
+///
+/// - without inputs, a thread job (type `ThreadJob`) whose work runs once;
+/// - with inputs (`bgjob_spec_add_input`), a parallel job (PowerShell's
+///   `ForEach-Object -Parallel -AsJob`): a parent of type `ParallelJob` with one child of
+///   type `ParallelChildJob` per input, in the order the inputs were added. `*out_id` is the
+///   parent's id N; the children get N+1, N+2, … (see `bgjob_job_info_child_id`). Each
+///   child runs the work once and reads its input with `bgjob_context_input`; at most the
+///   throttle limit of them run at once, the others stay NotStarted until a slot frees.
+///   The parent's state follows its children's (Failed if any failed, else Stopped if any
+///   stopped, else Completed), its status message reads `finished/total completed`, a
+///   receive from it returns its children's records, and removing it removes them.
+///
+/// The work's return code decides each job's (or child's) end: 0 completes it, anything
+/// else fails it (see `bgjob_work_fn`). The spec is consumed (freed) whatever the result;
+/// on failure nothing is left behind and its user data is finalized. Fails with
+/// `BGJOB_E_INVALID_ARGUMENT` if the spec has no work and `BGJOB_E_SHUT_DOWN` if its pool
+/// was shut down.
 ///
 /// # Safety
 /// `spec` is NULL or a live spec, not used after this call; `out_id` is writable.
@@ -188,37 +273,79 @@ pub unsafe extern "C" fn bgjob_start(spec: *mut bgjob_spec, out_id: *mut u64) ->
         if out_id.is_null() {
             return Err(Error::InvalidArgument("out_id is NULL".into()));
         }
-        let spec = *spec;
-        let (work, data) = spec
-            .work
-            .ok_or_else(|| Error::InvalidArgument("the spec has no work".into()))?;
-        let mut js = JobSpec::new(move |ctx| {
-            let data = data;
-            // SAFETY: the host gave us this function for this user data.
-            let rc = unsafe { work(as_c(ctx), data.get()) };
-            // Finalized here, before the job's finished state is stored.
-            drop(data);
-            if rc == 0 {
-                Ok(())
-            } else {
-                Err(format!("the work returned {rc}"))
-            }
-        });
-        if let Some(name) = spec.name {
-            js = js.name(name);
-        }
-        if let Some(command) = spec.command {
-            js = js.command(command);
-        }
-        if let Some(pool) = &spec.pool {
-            js = js.pool(pool);
-        }
-        for cb in spec.callbacks {
-            js = js.on_state_changed_boxed(cb);
-        }
-        let job = js.start()?;
+        let job = if spec.inputs.is_empty() {
+            start_thread_job(*spec)?
+        } else {
+            start_parallel(*spec)?
+        };
         // SAFETY: non-NULL and writable, as documented.
         unsafe { *out_id = job.id() };
         Ok(())
     })
+}
+
+/// The C convention for a work's return code: 0 completes the job, anything else fails it
+/// (a reason given to `bgjob_context_fail` takes precedence, in the worker).
+fn outcome(rc: i32) -> crate::job::WorkResult {
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(format!("the work returned {rc}"))
+    }
+}
+
+fn start_thread_job(spec: bgjob_spec) -> Result<Arc<crate::job::Job>> {
+    let (work, data) = spec
+        .work
+        .ok_or_else(|| Error::InvalidArgument("the spec has no work".into()))?;
+    let mut js = JobSpec::new(move |ctx| {
+        let data = data;
+        // SAFETY: the host gave us this function for this user data.
+        let rc = unsafe { work(as_c(ctx), data.get()) };
+        // Finalized here, before the job's finished state is stored.
+        drop(data);
+        outcome(rc)
+    });
+    if let Some(name) = spec.name {
+        js = js.name(name);
+    }
+    if let Some(command) = spec.command {
+        js = js.command(command);
+    }
+    if let Some(pool) = &spec.pool {
+        js = js.pool(pool);
+    }
+    for cb in spec.callbacks {
+        js = js.on_state_changed_boxed(cb);
+    }
+    js.start()
+}
+
+fn start_parallel(spec: bgjob_spec) -> Result<Arc<crate::job::Job>> {
+    let (work, data) = spec
+        .work
+        .ok_or_else(|| Error::InvalidArgument("the spec has no work".into()))?;
+    // One user data for every child: the shared work owns it, so its finalizer runs once,
+    // when the last reference goes (the last child's work returned, or the children left
+    // were stopped before running, or the job was removed, or the start failed).
+    let shared: ParallelWork = Arc::new(move |ctx| {
+        // SAFETY: the host gave us this function for this user data.
+        outcome(unsafe { work(as_c(ctx), data.get()) })
+    });
+    let mut ps =
+        ParallelJobSpec::from_shared(spec.inputs, shared).throttle_limit(spec.throttle_limit);
+    if let Some(name) = spec.name {
+        ps = ps.name(name);
+    }
+    if let Some(command) = spec.command {
+        ps = ps.command(command);
+    }
+    if let Some(pool) = &spec.pool {
+        ps = ps.pool(pool);
+    }
+    // The spec's callbacks watch the parent (a child's changes show in the parent's).
+    for cb in spec.callbacks {
+        ps = ps.on_state_changed_boxed(cb);
+    }
+    ps.start()
 }

@@ -4,7 +4,7 @@
 use crate::error::{Error, Result};
 use crate::record::Stream;
 use crate::state::JobState;
-use std::ffi::c_char;
+use std::ffi::{c_char, c_void};
 
 /// A job state (PowerShell's `JobState` numbers): one of the `BGJOB_STATE_*` constants.
 pub type bgjob_job_state = u32;
@@ -111,6 +111,23 @@ pub extern "C" fn bgjob_stream_name(stream: bgjob_stream) -> *const c_char {
 #[unsafe(no_mangle)]
 pub extern "C" fn bgjob_version() -> *const c_char {
     concat!(env!("CARGO_PKG_VERSION"), "\0").as_ptr().cast()
+}
+
+/// `len` bytes at `data` (which may be NULL only when `len` is 0).
+///
+/// # Safety
+/// `data` is NULL or points to `len` readable bytes that stay valid for `'a`.
+pub(crate) unsafe fn bytes_arg<'a>(data: *const c_void, len: usize) -> Result<&'a [u8]> {
+    if len == 0 {
+        Ok(&[])
+    } else if data.is_null() {
+        Err(Error::InvalidArgument(
+            "data is NULL but len is not 0".into(),
+        ))
+    } else {
+        // SAFETY: non-NULL, `len` readable bytes, as the caller guarantees.
+        Ok(unsafe { std::slice::from_raw_parts(data.cast::<u8>(), len) })
+    }
 }
 
 #[cfg(test)]

@@ -15,6 +15,7 @@
  * BGJOB_SANITIZE (set by `make sanitize`, which runs this under valgrind) scales it down.
  * Sleeps only make work take time; every synchronisation is a bgjob wait, receive or stop. */
 #include "check.h"
+#include "util.h"
 
 #include <inttypes.h>
 #include <pthread.h>
@@ -121,35 +122,6 @@ static int fmt_reason(char *buf, size_t size, uint32_t tag) {
 
 static bool finished(unsigned s) {
     return s == BGJOB_STATE_COMPLETED || s == BGJOB_STATE_FAILED || s == BGJOB_STATE_STOPPED;
-}
-
-/* DESIGN §1 "Legal moves". */
-static bool legal_move(unsigned from, unsigned to) {
-    switch (from) {
-    case BGJOB_STATE_NOT_STARTED:
-        return to == BGJOB_STATE_RUNNING || to == BGJOB_STATE_STOPPED || to == BGJOB_STATE_FAILED;
-    case BGJOB_STATE_RUNNING:
-        return to == BGJOB_STATE_COMPLETED || to == BGJOB_STATE_FAILED ||
-               to == BGJOB_STATE_STOPPING || to == BGJOB_STATE_BLOCKED ||
-               to == BGJOB_STATE_SUSPENDING || to == BGJOB_STATE_AT_BREAKPOINT ||
-               to == BGJOB_STATE_DISCONNECTED;
-    case BGJOB_STATE_STOPPING:
-        return to == BGJOB_STATE_STOPPED || to == BGJOB_STATE_FAILED ||
-               to == BGJOB_STATE_COMPLETED;
-    case BGJOB_STATE_BLOCKED:
-        return to == BGJOB_STATE_RUNNING || to == BGJOB_STATE_STOPPING;
-    case BGJOB_STATE_SUSPENDING:
-        return to == BGJOB_STATE_SUSPENDED;
-    case BGJOB_STATE_SUSPENDED:
-        return to == BGJOB_STATE_RUNNING || to == BGJOB_STATE_STOPPING;
-    case BGJOB_STATE_AT_BREAKPOINT:
-        return to == BGJOB_STATE_RUNNING;
-    case BGJOB_STATE_DISCONNECTED:
-        return to == BGJOB_STATE_RUNNING || to == BGJOB_STATE_FAILED ||
-               to == BGJOB_STATE_STOPPED;
-    default:
-        return false;
-    }
 }
 
 /* ----- work, callbacks and finalizers ------------------------------------------------- */

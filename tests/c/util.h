@@ -222,4 +222,33 @@ static inline bool latch_wait(latch *l, int want, long timeout_ms) {
     return ok;
 }
 
+/* DESIGN §1 "Legal moves": whether a job may go from state `from` to `to`. */
+static inline bool legal_move(unsigned from, unsigned to) {
+    switch (from) {
+    case BGJOB_STATE_NOT_STARTED:
+        return to == BGJOB_STATE_RUNNING || to == BGJOB_STATE_STOPPED || to == BGJOB_STATE_FAILED;
+    case BGJOB_STATE_RUNNING:
+        return to == BGJOB_STATE_COMPLETED || to == BGJOB_STATE_FAILED ||
+               to == BGJOB_STATE_STOPPING || to == BGJOB_STATE_BLOCKED ||
+               to == BGJOB_STATE_SUSPENDING || to == BGJOB_STATE_AT_BREAKPOINT ||
+               to == BGJOB_STATE_DISCONNECTED;
+    case BGJOB_STATE_STOPPING:
+        return to == BGJOB_STATE_STOPPED || to == BGJOB_STATE_FAILED ||
+               to == BGJOB_STATE_COMPLETED;
+    case BGJOB_STATE_BLOCKED:
+        return to == BGJOB_STATE_RUNNING || to == BGJOB_STATE_STOPPING;
+    case BGJOB_STATE_SUSPENDING:
+        return to == BGJOB_STATE_SUSPENDED;
+    case BGJOB_STATE_SUSPENDED:
+        return to == BGJOB_STATE_RUNNING || to == BGJOB_STATE_STOPPING;
+    case BGJOB_STATE_AT_BREAKPOINT:
+        return to == BGJOB_STATE_RUNNING;
+    case BGJOB_STATE_DISCONNECTED:
+        return to == BGJOB_STATE_RUNNING || to == BGJOB_STATE_FAILED ||
+               to == BGJOB_STATE_STOPPED;
+    default:
+        return false;
+    }
+}
+
 #endif
