@@ -52,7 +52,15 @@ pub(crate) struct JobInit {
     pub callbacks: Vec<StateCallback>,
     /// The input of a parallel job's child (the item it runs for).
     pub input: Option<Payload>,
+    /// A custom job: the host drives its states and writes its records.
+    pub host_driven: bool,
+    /// A custom job's handler of stop requests.
+    pub on_stop: Option<StopHandler>,
 }
+
+/// What a custom job's host runs when a stop of the job is asked (after the job moved to
+/// Stopping): it should end the foreign work and then move the job to Stopped.
+pub type StopHandler = Box<dyn Fn(&Arc<Job>) + Send + Sync>;
 
 struct StateCell {
     info: JobStateInfo,
@@ -106,6 +114,10 @@ pub struct Job {
     removed: AtomicBool,
     callbacks: CallbackList,
     work: Mutex<Option<Work>>,
+    /// Whether the host drives this job's states (a custom job).
+    host_driven: bool,
+    /// A custom job's stop handler; dropped when the job is removed.
+    on_stop: Mutex<Option<Arc<StopHandler>>>,
     /// A parallel child's input. It lives as long as the job object (a binding holding
     /// the job keeps it), unlike the records, which removal frees at once.
     input: Option<Payload>,
@@ -181,6 +193,8 @@ impl Job {
             callbacks,
             work: Mutex::new(init.work),
             input: init.input,
+            host_driven: init.host_driven,
+            on_stop: Mutex::new(init.on_stop.map(Arc::new)),
             attachment: Mutex::new(None),
         }
     }
@@ -302,6 +316,11 @@ impl Job {
         format!("{done}/{} completed", self.children.len())
     }
 
+    /// Whether the host drives this job's states and writes its records (a custom job).
+    pub fn is_host_driven(&self) -> bool {
+        self.host_driven
+    }
+
     /// The input this job runs for, if it is a child of a parallel job.
     pub fn input(&self) -> Option<&Payload> {
         self.input.as_ref()
@@ -400,7 +419,6 @@ impl Job {
 
     /// Moves the job to `new` if DESIGN §1 allows it, then runs the callbacks (on this
     /// thread, unless another thread is already dispatching this job's events).
-    #[cfg_attr(not(test), allow(dead_code))]
     pub(crate) fn change_state(
         self: &Arc<Self>,
         new: JobState,
@@ -597,8 +615,16 @@ impl Job {
         };
         // The work's user data is freed (its finalizer runs) here, outside every lock.
         drop(work);
+        let stopping = dispatch && self.state() == JobState::Stopping;
         if dispatch {
             self.dispatch();
+        }
+        // A custom job's host learns of the stop after the Stopping callbacks ran.
+        if stopping {
+            let handler = lock(&self.on_stop).clone();
+            if let Some(h) = handler {
+                h(self);
+            }
         }
     }
 
@@ -800,7 +826,9 @@ impl Job {
         let callbacks = self.callbacks.clear();
         let work = lock(&self.work).take();
         let attachment = lock(&self.attachment).take();
+        let on_stop = lock(&self.on_stop).take();
         drop(records);
+        drop(on_stop);
         drop(callbacks);
         drop(work);
         drop(attachment);
@@ -908,6 +936,8 @@ mod tests {
     fn init(work: Option<Work>) -> JobInit {
         JobInit {
             input: None,
+            host_driven: false,
+            on_stop: None,
             name: None,
             command: String::new(),
             type_name: "TestJob".into(),

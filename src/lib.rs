@@ -34,6 +34,7 @@
 
 pub mod context;
 mod current;
+pub mod custom;
 pub mod error;
 pub mod events;
 pub mod executor;
@@ -50,10 +51,11 @@ pub mod wait;
 pub mod wildcard;
 
 pub use context::WorkContext;
+pub use custom::{CustomJob, CustomJobSpec};
 pub use error::{Error, Result};
 pub use events::{RegistrationId, StateCallback, on_any_state_changed, unregister_any};
 pub use executor::{Pool, configure_default_pool, default_pool, shutdown_default_pool};
-pub use job::{Attachment, Job, JobId, ReceiveOptions, Work, WorkResult};
+pub use job::{Attachment, Job, JobId, ReceiveOptions, StopHandler, Work, WorkResult};
 pub use parallel::{ParallelJobSpec, ParallelWork, start_parallel_job};
 pub use record::{Payload, ProgressRecord, Record, Stream};
 pub use repository::{JobFilter, Repository, get_job, get_jobs, remove_job, repository};

@@ -201,6 +201,8 @@ pub fn start_parallel_job(spec: ParallelJobSpec) -> Result<Arc<Job>> {
                 work: Some(Box::new(move |ctx: &WorkContext| work(ctx))),
                 callbacks: vec![feed_next],
                 input: Some(input),
+                host_driven: false,
+                on_stop: None,
             }
         })
         .collect();
@@ -213,6 +215,8 @@ pub fn start_parallel_job(spec: ParallelJobSpec) -> Result<Arc<Job>> {
             work: None,
             callbacks: spec.callbacks,
             input: None,
+            host_driven: false,
+            on_stop: None,
         },
         children,
     );

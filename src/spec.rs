@@ -3,11 +3,12 @@
 use crate::context::WorkContext;
 use crate::error::Result;
 use crate::events::StateCallback;
-use crate::executor::{Pool, default_pool};
+use crate::executor::{Pool, default_pool, worker};
 use crate::job::{Job, JobInit, Work, WorkResult};
 use crate::repository::repository;
-use crate::state::StateChangedEvent;
+use crate::state::{JobState, StateChangedEvent};
 use std::sync::Arc;
+use std::time::Instant;
 
 /// Everything needed to start a thread job. Callbacks given here are registered before the
 /// job can run, so none of its state changes is missed.
@@ -79,24 +80,45 @@ impl JobSpec {
     pub fn start(self) -> Result<Arc<Job>> {
         start_job(self)
     }
+
+    /// Runs the job here and now: see [`run_inline`].
+    pub fn run_inline(self) -> Arc<Job> {
+        run_inline(self)
+    }
+}
+
+impl JobSpec {
+    /// The job this spec describes, not yet started.
+    fn into_job(self) -> (Arc<Job>, Option<Pool>) {
+        let job = Job::new_leaf(JobInit {
+            name: self.name,
+            command: self.command,
+            type_name: "ThreadJob".to_string(),
+            location: "localhost".to_string(),
+            work: Some(self.work),
+            callbacks: self.callbacks,
+            input: None,
+            host_driven: false,
+            on_stop: None,
+        });
+        (job, self.pool)
+    }
 }
 
 /// Start-Job: creates the job, adds it to the repository, queues it on its pool and returns
 /// at once. On error nothing is left behind (the spec's user data is freed).
 pub fn start_job(spec: JobSpec) -> Result<Arc<Job>> {
-    let pool = match spec.pool {
+    let (job, pool) = spec.into_job();
+    let pool = match pool {
         Some(p) => p,
-        None => default_pool()?.clone(),
+        None => match default_pool() {
+            Ok(p) => p.clone(),
+            Err(e) => {
+                job.release();
+                return Err(e);
+            }
+        },
     };
-    let job = Job::new_leaf(JobInit {
-        name: spec.name,
-        command: spec.command,
-        type_name: "ThreadJob".to_string(),
-        location: "localhost".to_string(),
-        work: Some(spec.work),
-        callbacks: spec.callbacks,
-        input: None,
-    });
     repository().add(&job);
     if let Err(e) = pool.submit(job.clone()) {
         repository().detach(&job);
@@ -104,4 +126,21 @@ pub fn start_job(spec: JobSpec) -> Result<Arc<Job>> {
         return Err(e);
     }
     Ok(job)
+}
+
+/// An inline run (the cmdlet without `-AsJob`): the same job as [`start_job`] would make,
+/// in the repository with the same states, callbacks and records, but its work runs on
+/// the calling thread (the spec's pool is not used). Returns the finished job once the
+/// callbacks of its finished state have run; receive its records and remove it as usual.
+/// A stop asked from another thread meanwhile works as for any running job.
+pub fn run_inline(spec: JobSpec) -> Arc<Job> {
+    let (job, _pool) = spec.into_job();
+    repository().add(&job);
+    worker::run_job(&job);
+    // The finished change may be dispatched by another thread (one that asked a stop):
+    // return only once its callbacks ran, as a wait would.
+    if !job.wait_until(Some(Instant::now()), JobState::is_finished) {
+        crate::executor::blocking(|| job.wait_until(None, JobState::is_finished));
+    }
+    job
 }
