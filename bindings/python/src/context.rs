@@ -29,45 +29,68 @@ pub(crate) struct PythonWork {
 }
 
 impl PythonWork {
-    /// Runs on a worker thread: attaches, calls, records the outcome. The return value
-    /// (unless None) becomes the last output record; an exception fails the job with
-    /// `Type: message` as its reason and is kept to be re-raised by `result()`.
+    /// Runs on a worker thread: see [`run_attached`].
     pub(crate) fn run(self, ctx: &bgjob::WorkContext) -> bgjob::WorkResult {
-        let ran = Python::try_attach(|py| {
-            let Some(_inside) = crate::exit::Inside::enter(py, ctx.job_id()) else {
-                drop(self);
-                return Err("the Python interpreter is exiting".to_string());
-            };
-            CURRENT.with(|c| c.borrow_mut().push(ctx.clone()));
-            let result = self
-                .callable
+        run_attached(ctx, move |py| {
+            self.callable
                 .bind(py)
-                .call(self.args.bind(py), self.kwargs.as_ref().map(|k| k.bind(py)));
-            CURRENT.with(|c| c.borrow_mut().pop());
-            let outcome = match result {
-                Ok(value) => {
-                    if !value.is_none() {
-                        // A finished or removed job refuses the write; nothing to report.
-                        let _ = ctx.write_payload(bgjob::Stream::Output, convert::payload(&value));
-                    }
-                    ctx.job()
-                        .set_attachment(std::sync::Arc::new(Outcome::Returned(value.unbind())));
-                    Ok(())
-                }
-                Err(err) => {
-                    let reason = exception_reason(py, &err);
-                    let value = err.into_value(py).into_any();
-                    ctx.job()
-                        .set_attachment(std::sync::Arc::new(Outcome::Raised(value)));
-                    Err(reason)
-                }
-            };
-            // Drop the callable and its arguments while attached.
-            drop(self);
-            outcome
-        });
-        ran.unwrap_or_else(|| Err("the Python interpreter is shutting down".to_string()))
+                .call(self.args.bind(py), self.kwargs.as_ref().map(|k| k.bind(py)))
+        })
     }
+}
+
+/// What `start_parallel_job` runs in each child: the callable, shared by every child,
+/// called with the child's input.
+pub(crate) struct PythonParallelWork {
+    pub(crate) callable: Py<PyAny>,
+}
+
+impl PythonParallelWork {
+    /// Runs on a worker thread: `callable(input)`, see [`run_attached`].
+    pub(crate) fn run(&self, ctx: &bgjob::WorkContext) -> bgjob::WorkResult {
+        run_attached(ctx, |py| {
+            let input = convert::input(py, ctx.input())?;
+            self.callable.bind(py).call1((input,))
+        })
+    }
+}
+
+/// Runs `call` as the work of `ctx`'s job, on a worker thread: attaches, makes `ctx` the
+/// current job, calls, records the outcome. The return value (unless None) becomes the
+/// last output record; an exception fails the job with `Type: message` as its reason and
+/// is kept to be re-raised by `result()`. `call` (and what it owns) is dropped attached.
+fn run_attached(
+    ctx: &bgjob::WorkContext,
+    call: impl for<'py> FnOnce(Python<'py>) -> PyResult<Bound<'py, PyAny>>,
+) -> bgjob::WorkResult {
+    let ran = Python::try_attach(|py| {
+        let Some(_inside) = crate::exit::Inside::enter(py, ctx.job_id()) else {
+            drop(call);
+            return Err("the Python interpreter is exiting".to_string());
+        };
+        CURRENT.with(|c| c.borrow_mut().push(ctx.clone()));
+        let result = call(py);
+        CURRENT.with(|c| c.borrow_mut().pop());
+        match result {
+            Ok(value) => {
+                if !value.is_none() {
+                    // A finished or removed job refuses the write; nothing to report.
+                    let _ = ctx.write_payload(bgjob::Stream::Output, convert::payload(&value));
+                }
+                ctx.job()
+                    .set_attachment(std::sync::Arc::new(Outcome::Returned(value.unbind())));
+                Ok(())
+            }
+            Err(err) => {
+                let reason = exception_reason(py, &err);
+                let value = err.into_value(py).into_any();
+                ctx.job()
+                    .set_attachment(std::sync::Arc::new(Outcome::Raised(value)));
+                Err(reason)
+            }
+        }
+    });
+    ran.unwrap_or_else(|| Err("the Python interpreter is shutting down".to_string()))
 }
 
 fn exception_reason(py: Python<'_>, err: &PyErr) -> String {
@@ -163,6 +186,13 @@ impl JobContext {
     #[setter]
     fn set_status_message(&self, message: &str) {
         self.ctx.set_status_message(message);
+    }
+
+    /// The input this work runs for, in a child of a parallel job (the very object given
+    /// to `start_parallel_job`); None in any other job.
+    #[getter]
+    fn input<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        convert::input(py, self.ctx.input())
     }
 
     /// Whether a stop was asked: cooperative work checks it and returns early.

@@ -22,6 +22,7 @@ macro_rules! cached_type {
 cached_type!(job_state_type, "JobState");
 cached_type!(state_info_type, "JobStateInfo");
 cached_type!(progress_type, "ProgressRecord");
+cached_type!(output_record_type, "OutputRecord");
 cached_type!(error_record_type, "ErrorRecord");
 cached_type!(warning_record_type, "WarningRecord");
 cached_type!(verbose_record_type, "VerboseRecord");
@@ -78,13 +79,30 @@ fn payload_value<'py>(py: Python<'py>, p: &bgjob::Payload) -> PyResult<Bound<'py
     })
 }
 
-/// A received record as Python sees it: output values as they are; records of the other
-/// streams wrapped in their record class (`ErrorRecord(value, job_id, sequence, time)`…),
-/// so one list keeps every stream in time order.
-pub(crate) fn record<'py>(py: Python<'py>, r: &bgjob::Record) -> PyResult<Bound<'py, PyAny>> {
+/// A parallel child's input as Python sees it (the object given, `bytes` from C), or None.
+pub(crate) fn input<'py>(
+    py: Python<'py>,
+    input: Option<&bgjob::Payload>,
+) -> PyResult<Bound<'py, PyAny>> {
+    match input {
+        Some(p) => payload_value(py, p),
+        None => Ok(py.None().into_bound(py)),
+    }
+}
+
+/// A received record as Python sees it: output values as they are (or, with
+/// `as_records`, as `OutputRecord`s); records of the other streams wrapped in their record
+/// class (`ErrorRecord(value, job_id, sequence, time)`…), so one list keeps every stream
+/// in time order and tells which job wrote each record.
+pub(crate) fn record<'py>(
+    py: Python<'py>,
+    r: &bgjob::Record,
+    as_records: bool,
+) -> PyResult<Bound<'py, PyAny>> {
     let value = payload_value(py, &r.payload)?;
     let cls = match r.stream {
-        bgjob::Stream::Output => return Ok(value),
+        bgjob::Stream::Output if !as_records => return Ok(value),
+        bgjob::Stream::Output => output_record_type(py)?,
         bgjob::Stream::Progress => {
             value.setattr("job_id", r.job_id)?;
             value.setattr("sequence", r.sequence)?;

@@ -83,52 +83,6 @@ pub(crate) fn remove(py: Python<'_>, job: &Arc<bgjob::Job>, force: bool) -> PyRe
     py.detach(|| bgjob::remove_job(id, force)).py_err()
 }
 
-/// Receive-Job: see `Job.receive`.
-pub(crate) fn receive<'py>(
-    py: Python<'py>,
-    job: &Arc<bgjob::Job>,
-    keep: bool,
-    max: Option<usize>,
-    wait: bool,
-    timeout: Option<f64>,
-    auto_remove: bool,
-) -> PyResult<Bound<'py, PyList>> {
-    if auto_remove && (keep || !wait) {
-        return Err(crate::errors::InvalidArgumentError::new_err(
-            "auto_remove=True goes with wait=True and keep=False",
-        ));
-    }
-    if max == Some(0) {
-        return Err(crate::errors::InvalidArgumentError::new_err(
-            "max must be a positive number or None",
-        ));
-    }
-    if wait {
-        let timeout = timeout_arg(timeout)?;
-        sliced(py, timeout, |slice| {
-            Ok(job.wait_for_records(max, Some(slice))?.then_some(()))
-        })?;
-    }
-    let records = job
-        .receive(ReceiveOptions {
-            keep,
-            max,
-            wait: false,
-            timeout: None,
-        })
-        .py_err()?;
-    let out = PyList::empty(py);
-    for r in &records {
-        out.append(convert::record(py, r)?)?;
-    }
-    drop(records);
-    if auto_remove && job.state().is_finished() && !job.has_more_data() {
-        // Someone else may have removed it meanwhile; the records are ours either way.
-        let _ = remove(py, job, false);
-    }
-    Ok(out)
-}
-
 #[pymethods]
 impl Job {
     /// The job's id: process-wide, increasing, never reused.
@@ -243,12 +197,15 @@ impl Job {
     }
 
     /// Receive-Job: the records the job (and its children) wrote, in time order. Output
-    /// values come as they were written; records of other streams as `ErrorRecord`,
-    /// `WarningRecord`, …, progress as `ProgressRecord`. `keep` copies instead of taking;
-    /// `max` takes at most that many (the rest stay); `wait` first blocks until the job is
-    /// finished or `max` records are there, up to `timeout` seconds; `auto_remove` (with
-    /// `wait`) removes the finished job afterwards.
-    #[pyo3(signature = (keep = false, max = None, wait = false, timeout = None, auto_remove = false))]
+    /// values come as they were written (with `as_records`, wrapped as `OutputRecord`s,
+    /// whose `job_id` tells which child of a parent wrote them); records of other streams
+    /// as `ErrorRecord`, `WarningRecord`, …, progress as `ProgressRecord`. `keep` copies
+    /// instead of taking; `max` takes at most that many (the rest stay); `wait` first
+    /// blocks until the job is finished or `max` records are there, up to `timeout`
+    /// seconds; `auto_remove` (with `wait`) removes the finished job afterwards.
+    #[pyo3(signature = (keep = false, max = None, wait = false, timeout = None, auto_remove = false, as_records = false))]
+    // Each is a keyword argument of the Python method, not a Rust API to bundle.
+    #[allow(clippy::too_many_arguments)]
     fn receive<'py>(
         &self,
         py: Python<'py>,
@@ -257,8 +214,43 @@ impl Job {
         wait: bool,
         timeout: Option<f64>,
         auto_remove: bool,
+        as_records: bool,
     ) -> PyResult<Bound<'py, PyList>> {
-        receive(py, &self.job, keep, max, wait, timeout, auto_remove)
+        if auto_remove && (keep || !wait) {
+            return Err(crate::errors::InvalidArgumentError::new_err(
+                "auto_remove=True goes with wait=True and keep=False",
+            ));
+        }
+        if max == Some(0) {
+            return Err(crate::errors::InvalidArgumentError::new_err(
+                "max must be a positive number or None",
+            ));
+        }
+        if wait {
+            let timeout = timeout_arg(timeout)?;
+            sliced(py, timeout, |slice| {
+                Ok(self.job.wait_for_records(max, Some(slice))?.then_some(()))
+            })?;
+        }
+        let records = self
+            .job
+            .receive(ReceiveOptions {
+                keep,
+                max,
+                wait: false,
+                timeout: None,
+            })
+            .py_err()?;
+        let out = PyList::empty(py);
+        for r in &records {
+            out.append(convert::record(py, r, as_records)?)?;
+        }
+        drop(records);
+        if auto_remove && self.job.state().is_finished() && !self.job.has_more_data() {
+            // Someone else may have removed it meanwhile; the records are ours either way.
+            let _ = remove(py, &self.job, false);
+        }
+        Ok(out)
     }
 
     /// Stop-Job: asks the job to stop and waits up to `timeout` seconds (None = no limit)

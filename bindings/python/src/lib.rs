@@ -106,6 +106,58 @@ fn start_job(
     Ok(Job::wrap(spec.start().py_err()?))
 }
 
+/// ForEach-Object -Parallel -AsJob: runs `fn(input)` for each item of `inputs` (the items
+/// are passed as they are, not copied), each in a child job of the parent `Job` it returns
+/// at once. At most `throttle_limit` children run at once (0 = only the pool's limits);
+/// the others wait NotStarted. A child's return value (unless None) becomes its last
+/// output record; an exception fails that child with it as reason (the parent then ends
+/// Failed). `parent.receive()` returns every child's records in time order (with
+/// `as_records=True`, each tells its child's id). `on_state_changed(job, state_info,
+/// previous)` is registered on the parent before any child runs.
+#[pyfunction]
+#[pyo3(signature = (r#fn, inputs, /, *, name = None, pool = None, throttle_limit = 0, on_state_changed = None))]
+fn start_parallel_job(
+    py: Python<'_>,
+    r#fn: Bound<'_, PyAny>,
+    inputs: Bound<'_, PyAny>,
+    name: Option<String>,
+    pool: Option<PyRef<'_, Pool>>,
+    throttle_limit: usize,
+    on_state_changed: Option<Py<PyAny>>,
+) -> PyResult<Job> {
+    if !r#fn.is_callable() {
+        return Err(pyo3::exceptions::PyTypeError::new_err(format!(
+            "start_parallel_job() needs a callable, not {}",
+            r#fn.get_type().name()?
+        )));
+    }
+    // Every input is taken before anything starts: an iterator that raises starts nothing.
+    let inputs = inputs
+        .try_iter()?
+        .map(|item| item.map(|obj| convert::payload(&obj)))
+        .collect::<PyResult<Vec<bgjob::Payload>>>()?;
+    let command = command_of(&r#fn);
+    let work = context::PythonParallelWork {
+        callable: r#fn.unbind(),
+    };
+    let work: bgjob::ParallelWork = Arc::new(move |ctx: &bgjob::WorkContext| work.run(ctx));
+    let mut spec = bgjob::ParallelJobSpec::from_shared(inputs, work)
+        .command(command)
+        .throttle_limit(throttle_limit);
+    if let Some(n) = name {
+        spec = spec.name(n);
+    }
+    if let Some(p) = &pool {
+        spec = spec.pool(&p.pool);
+    }
+    if let Some(cb) = on_state_changed {
+        spec = spec.on_state_changed_boxed(job::state_callback(cb));
+    }
+    // Creating the children and handing them to the pool needs no Python (with no inputs
+    // the parent's callbacks run here, and attach by themselves).
+    Ok(Job::wrap(py.detach(move || spec.start()).py_err()?))
+}
+
 /// Get-Job by id (top-level or child job); `NoSuchJobError` if there is none.
 #[pyfunction]
 fn get_job_by_id(id: u64) -> PyResult<Job> {
@@ -221,6 +273,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Registration>()?;
     m.add_class::<context::JobContext>()?;
     m.add_function(wrap_pyfunction!(start_job, m)?)?;
+    m.add_function(wrap_pyfunction!(start_parallel_job, m)?)?;
     m.add_function(wrap_pyfunction!(get_job_by_id, m)?)?;
     m.add_function(wrap_pyfunction!(get_job_by_instance_id, m)?)?;
     m.add_function(wrap_pyfunction!(get_jobs, m)?)?;

@@ -34,6 +34,15 @@ class JobFactory:
         self.started.append(job)
         return job
 
+    def start_parallel(self, fn: Any, inputs: Any, name: Optional[str] = None,
+                       **kwargs: Any) -> bgjob.Job:
+        """A parallel job named under this test's prefix (its children are removed with it)."""
+        job = bgjob.start_parallel_job(fn, inputs,
+                                       name=name if name is not None else self.name(),
+                                       **kwargs)
+        self.started.append(job)
+        return job
+
     def track(self, job: bgjob.Job) -> bgjob.Job:
         self.started.append(job)
         return job

@@ -1,6 +1,7 @@
 """bgjob: PowerShell's background-job model for Python.
 
-Start work in the background and get a ``Job`` back at once (``start_job``); watch its
+Start work in the background and get a ``Job`` back at once (``start_job``, or
+``start_parallel_job`` for one function over many inputs, each in a child job); watch its
 state change through callbacks; wait for one, any or all jobs with a timeout
 (``Job.wait``, ``wait_jobs``); receive every record the work produced, nothing lost and
 nothing twice (``Job.receive``); stop runaway work (``Job.stop``) and free everything
@@ -73,6 +74,7 @@ from ._native import (  # noqa: E402
     get_jobs as _get_jobs,
     on_any_state_changed,
     start_job,
+    start_parallel_job,
     wait_jobs,
 )
 from ._types import (  # noqa: E402
@@ -81,6 +83,7 @@ from ._types import (  # noqa: E402
     InformationRecord,
     JobState,
     JobStateInfo,
+    OutputRecord,
     ProgressRecord,
     Stream,
     StreamRecord,
@@ -111,6 +114,7 @@ __all__ = [
     "JobStoppedError",
     "JobTimeoutError",
     "NoSuchJobError",
+    "OutputRecord",
     "Pool",
     "PoolShutDownError",
     "ProgressRecord",
@@ -128,6 +132,7 @@ __all__ = [
     "receive_job",
     "remove_job",
     "start_job",
+    "start_parallel_job",
     "stop_job",
     "wait_jobs",
     "wait_jobs_async",
@@ -179,10 +184,10 @@ def get_jobs(*, name: Optional[str] = None, state: Optional[JobState] = None,
 
 def receive_job(job: JobLike, *, keep: bool = False, max: Optional[int] = None,
                 wait: bool = False, timeout: Optional[float] = None,
-                auto_remove: bool = False) -> "list[Any]":
+                auto_remove: bool = False, as_records: bool = False) -> "list[Any]":
     """Receive-Job for a job or job id: see ``Job.receive``."""
     return _job(job).receive(keep=keep, max=max, wait=wait, timeout=timeout,
-                             auto_remove=auto_remove)
+                             auto_remove=auto_remove, as_records=as_records)
 
 
 def stop_job(job: JobLike, timeout: Optional[float] = None) -> None:

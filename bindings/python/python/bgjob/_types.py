@@ -11,6 +11,7 @@ __all__ = [
     "JobStateInfo",
     "Stream",
     "StreamRecord",
+    "OutputRecord",
     "ErrorRecord",
     "WarningRecord",
     "VerboseRecord",
@@ -70,8 +71,9 @@ def _datetime_from_ns(ns: int) -> _dt.datetime:
 
 
 class StreamRecord:
-    """A record of a stream other than output, as ``receive()`` returns it: the object the
-    work wrote (``value``), the job that wrote it, its sequence number and time."""
+    """A record as ``receive()`` returns it (for the output stream only with
+    ``as_records=True``): the object the work wrote (``value``), the job that wrote it,
+    its sequence number and time."""
 
     stream: Stream = Stream.Output
     __slots__ = {
@@ -103,6 +105,14 @@ class StreamRecord:
         # Consistent with __eq__ (equal records hash alike); unhashable values raise
         # TypeError, as a tuple holding them would.
         return hash((type(self), self.value))
+
+
+class OutputRecord(StreamRecord):
+    """A record of the output stream, as ``receive(as_records=True)`` returns it: its
+    ``job_id`` tells which child of a parent job wrote it."""
+
+    stream = Stream.Output
+    __slots__ = ()
 
 
 class ErrorRecord(StreamRecord):
