@@ -83,6 +83,21 @@ impl WorkContext {
         self.job.stop_requested()
     }
 
+    /// A checkpoint (Suspend-Job's cooperation): parks while the job is suspended, and
+    /// returns once it is resumed or stopped (check [`stop_requested`](Self::stop_requested)
+    /// after it). Returns at once when no suspend was asked. Work that never calls it
+    /// cannot be suspended: its job stays Suspending until the work ends.
+    pub fn checkpoint(&self) -> Result<()> {
+        self.job.checkpoint()
+    }
+
+    /// Asks the host for input: the job is Blocked, showing `prompt`, until the host sends
+    /// input ([`Job::send_input`]), which this returns; `Err(InvalidState)` if the job was
+    /// stopped instead.
+    pub fn read_input(&self, prompt: &str) -> Result<Payload> {
+        self.job.read_input(prompt)
+    }
+
     /// Fails the job with `reason` when the work returns, whatever it returns.
     pub fn fail(&self, reason: &str) {
         *lock(&self.failure) = Some(reason.to_string());

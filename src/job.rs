@@ -87,6 +87,10 @@ struct RecordQueue {
 struct Details {
     status_message: Option<String>,
     progress: Option<ProgressRecord>,
+    /// What a Blocked job's work asked its host for.
+    prompt: Option<String>,
+    /// Input sent to a Blocked job, until its work takes it.
+    input: Option<Payload>,
 }
 
 /// A job: a record in the repository. A leaf job does its own work; a parent job's
@@ -111,6 +115,8 @@ pub struct Job {
     readers: AtomicUsize,
     details: Mutex<Details>,
     stop_requested: AtomicBool,
+    /// A suspend was asked and not yet cancelled by a resume.
+    suspend_asked: AtomicBool,
     removed: AtomicBool,
     callbacks: CallbackList,
     work: Mutex<Option<Work>>,
@@ -189,6 +195,7 @@ impl Job {
             readers: AtomicUsize::new(0),
             details: Mutex::new(Details::default()),
             stop_requested: AtomicBool::new(false),
+            suspend_asked: AtomicBool::new(false),
             removed: AtomicBool::new(false),
             callbacks,
             work: Mutex::new(init.work),
@@ -324,6 +331,14 @@ impl Job {
     /// The input this job runs for, if it is a child of a parallel job.
     pub fn input(&self) -> Option<&Payload> {
         self.input.as_ref()
+    }
+
+    /// What the job's work asked its host for, while it is Blocked waiting for input.
+    pub fn prompt(&self) -> Option<String> {
+        if self.state() != JobState::Blocked {
+            return None;
+        }
+        lock(&self.details).prompt.clone()
     }
 
     /// The latest progress report of its work, if any.
@@ -518,6 +533,86 @@ impl Job {
         if dispatch {
             self.dispatch();
         }
+    }
+
+    /// Moves the job from `from` to `to` if it is in `from` now (checked atomically);
+    /// `Ok(false)` if it is not. Then runs the callbacks, as `change_state`.
+    pub(crate) fn change_state_if(self: &Arc<Self>, from: JobState, to: JobState) -> Result<bool> {
+        let dispatch = {
+            let mut cell = lock(&self.state);
+            if cell.info.state != from {
+                return Ok(false);
+            }
+            self.store_state(&mut cell, to, None, true)?
+        };
+        if dispatch {
+            self.dispatch();
+        }
+        Ok(true)
+    }
+
+    pub(crate) fn set_suspend_asked(&self, asked: bool) {
+        self.suspend_asked.store(asked, Ordering::Release);
+    }
+
+    pub(crate) fn suspend_asked(&self) -> bool {
+        self.suspend_asked.load(Ordering::Acquire)
+    }
+
+    /// Blocks (no deadline) until `until(stored, delivered)` holds, re-checked after every
+    /// delivered change: how parked work waits for a resume, input or stop.
+    pub(crate) fn park_until(&self, until: fn(JobState, JobState) -> bool) {
+        drop(wait_until(
+            &self.delivered_changed,
+            lock(&self.state),
+            None,
+            |c| until(c.info.state, c.delivered),
+        ));
+    }
+
+    /// Running → Blocked, keeping `prompt` for the host. `Err(InvalidState)` from any
+    /// other state (a stop asked meanwhile: the job is Stopping).
+    pub(crate) fn block_for_input(self: &Arc<Self>, prompt: &str) -> Result<()> {
+        let dispatch = {
+            let mut cell = lock(&self.state);
+            if cell.info.state != JobState::Running {
+                return Err(Error::InvalidState(format!(
+                    "job {} is {}: only Running work can wait for input",
+                    self.id, cell.info.state
+                )));
+            }
+            lock(&self.details).prompt = Some(prompt.to_string());
+            self.store_state(&mut cell, JobState::Blocked, None, true)?
+        };
+        if dispatch {
+            self.dispatch();
+        }
+        Ok(())
+    }
+
+    /// Blocked → Running with `input` for the work; false (nothing sent) unless Blocked.
+    pub(crate) fn put_input_if_blocked(self: &Arc<Self>, input: Payload) -> bool {
+        let dispatch = {
+            let mut cell = lock(&self.state);
+            if cell.info.state != JobState::Blocked || !self.children.is_empty() {
+                return false;
+            }
+            let mut details = lock(&self.details);
+            details.input = Some(input);
+            details.prompt = None;
+            drop(details);
+            self.store_state(&mut cell, JobState::Running, None, true)
+                .unwrap_or(false)
+        };
+        if dispatch {
+            self.dispatch();
+        }
+        true
+    }
+
+    /// The input sent to the job, if any (taken: a second call gives `None`).
+    pub(crate) fn take_input(&self) -> Option<Payload> {
+        lock(&self.details).input.take()
     }
 
     /// Executor side: NotStarted → Running and hands out the work; `None` if the job was

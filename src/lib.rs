@@ -33,6 +33,7 @@
 //! ```
 
 pub mod context;
+mod control;
 mod current;
 pub mod custom;
 pub mod error;
