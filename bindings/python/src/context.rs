@@ -135,8 +135,8 @@ impl JobContext {
 
     /// The job this work runs for.
     #[getter]
-    fn job(&self) -> crate::job::Job {
-        crate::job::Job::wrap(self.ctx.job().clone())
+    fn job(&self) -> crate::job::JobHandle {
+        crate::job::JobHandle(self.ctx.job().clone())
     }
 
     /// Writes `obj` (any Python object, kept as it is) to the output stream.

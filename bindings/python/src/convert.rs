@@ -38,6 +38,18 @@ pub(crate) fn job_state<'py>(py: Python<'py>, s: bgjob::JobState) -> PyResult<Bo
     job_state_type(py)?.call1((s as u32,))
 }
 
+/// A state given from Python (a `JobState` or its number) as a core state;
+/// `InvalidArgumentError` for a number that is no state.
+pub(crate) fn job_state_arg(obj: &Bound<'_, PyAny>) -> PyResult<bgjob::JobState> {
+    let n: i64 = obj.extract()?;
+    u32::try_from(n)
+        .ok()
+        .and_then(bgjob::JobState::from_u32)
+        .ok_or_else(|| {
+            crate::errors::InvalidArgumentError::new_err(format!("{n} is not a JobState"))
+        })
+}
+
 /// A core state info as `bgjob.JobStateInfo(state, reason)`.
 pub(crate) fn state_info<'py>(
     py: Python<'py>,

@@ -3,23 +3,41 @@
 use crate::blocking::{call_from_bgjob, sliced, timeout_arg};
 use crate::context::Outcome;
 use crate::convert;
+use crate::custom::CustomJob;
 use crate::errors::{IntoPy, JobFailedError, JobStoppedError, JobTimeoutError};
 use bgjob::{JobState, ReceiveOptions, WaitMode};
+use pyo3::PyClassInitializer;
 use pyo3::prelude::*;
 use pyo3::types::{PyAny, PyList};
 use std::sync::Arc;
 use std::time::Duration;
 
 /// A background job (PowerShell's `Job`). Get one from `start_job`, `get_job` or
-/// `get_jobs`; every handle to the same job compares equal.
-#[pyclass(frozen, module = "bgjob", name = "Job", weakref)]
+/// `get_jobs`; every handle to the same job compares equal. A custom job's handle is a
+/// `CustomJob`, the subclass through which its host drives it.
+#[pyclass(frozen, subclass, module = "bgjob", name = "Job", weakref)]
 pub(crate) struct Job {
     pub(crate) job: Arc<bgjob::Job>,
 }
 
-impl Job {
-    pub(crate) fn wrap(job: Arc<bgjob::Job>) -> Job {
-        Job { job }
+/// A job as Python sees it: a `CustomJob` for a custom job (or a child of one), so that
+/// whoever gets it — from `get_job`, `children`, a callback — can drive it; else a `Job`.
+pub(crate) struct JobHandle(pub(crate) Arc<bgjob::Job>);
+
+impl<'py> IntoPyObject<'py> for JobHandle {
+    type Target = PyAny;
+    type Output = Bound<'py, PyAny>;
+    type Error = PyErr;
+
+    fn into_pyobject(self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let job = self.0;
+        if job.is_host_driven()
+            && let Ok(custom) = bgjob::CustomJob::from_job(job.clone())
+        {
+            let init = PyClassInitializer::from(Job { job }).add_subclass(CustomJob { custom });
+            return Ok(Bound::new(py, init)?.into_any());
+        }
+        Ok(Bound::new(py, Job { job })?.into_any())
     }
 }
 
@@ -28,7 +46,7 @@ pub(crate) fn state_callback(callback: Py<PyAny>) -> bgjob::StateCallback {
     Box::new(move |e: &bgjob::StateChangedEvent| {
         call_from_bgjob(&callback, |py, cb| {
             cb.call1((
-                Job::wrap(e.job.clone()),
+                JobHandle(e.job.clone()),
                 convert::state_info(py, &e.state_info)?,
                 convert::state_info(py, &e.previous_state_info)?,
             ))?;
@@ -117,7 +135,7 @@ impl Job {
         self.job.type_name()
     }
 
-    /// Where the job runs (`localhost`).
+    /// Where the job runs: `localhost`, or what a custom job's host said.
     #[getter]
     fn location(&self) -> &str {
         self.job.location()
@@ -137,17 +155,18 @@ impl Job {
 
     /// The child jobs, in creation order (empty for a leaf job).
     #[getter]
-    fn children(&self) -> Vec<Job> {
-        self.job.children().iter().cloned().map(Job::wrap).collect()
+    fn children(&self) -> Vec<JobHandle> {
+        self.job.children().iter().cloned().map(JobHandle).collect()
     }
 
     /// The parent job, or None for a top-level job.
     #[getter]
-    fn parent(&self) -> Option<Job> {
-        self.job.parent().map(Job::wrap)
+    fn parent(&self) -> Option<JobHandle> {
+        self.job.parent().map(JobHandle)
     }
 
-    /// The status message the work set ("" if none; a parent shows `n/total completed`).
+    /// The status message the work (or a custom job's host) set ("" if none; a parent
+    /// shows `n/total completed`).
     #[getter]
     fn status_message(&self) -> String {
         self.job.status_message()

@@ -5,6 +5,7 @@
 mod blocking;
 mod context;
 mod convert;
+mod custom;
 mod errors;
 mod exit;
 mod job;
@@ -12,7 +13,7 @@ mod pool;
 
 use blocking::{sliced, timeout_arg};
 use errors::IntoPy;
-use job::Job;
+use job::{Job, JobHandle};
 use pool::Pool;
 use pyo3::prelude::*;
 use pyo3::types::{PyAny, PyDict, PyTuple};
@@ -66,6 +67,37 @@ fn command_of(callable: &Bound<'_, PyAny>) -> String {
         .unwrap_or_else(|_| callable.repr().map(|r| r.to_string()).unwrap_or_default())
 }
 
+/// The spec of a thread job running `fn(*args, **kwargs)`, for `start_job` and `run_job`.
+fn thread_spec(
+    what: &str,
+    r#fn: Bound<'_, PyAny>,
+    args: Bound<'_, PyTuple>,
+    kwargs: Option<Bound<'_, PyDict>>,
+    name: Option<String>,
+    on_state_changed: Option<Py<PyAny>>,
+) -> PyResult<bgjob::JobSpec> {
+    if !r#fn.is_callable() {
+        return Err(pyo3::exceptions::PyTypeError::new_err(format!(
+            "{what}() needs a callable, not {}",
+            r#fn.get_type().name()?
+        )));
+    }
+    let command = command_of(&r#fn);
+    let work = context::PythonWork {
+        callable: r#fn.unbind(),
+        args: args.unbind(),
+        kwargs: kwargs.map(Bound::unbind),
+    };
+    let mut spec = bgjob::JobSpec::new(move |ctx| work.run(ctx)).command(command);
+    if let Some(n) = name {
+        spec = spec.name(n);
+    }
+    if let Some(cb) = on_state_changed {
+        spec = spec.on_state_changed_boxed(job::state_callback(cb));
+    }
+    Ok(spec)
+}
+
 /// Start-Job: runs `fn(*args, **kwargs)` as a thread job on `pool` (default: the default
 /// pool) and returns its `Job` at once. The return value (unless None) becomes the job's
 /// last output record; an exception fails the job with it as reason (`result()` re-raises
@@ -80,30 +112,49 @@ fn start_job(
     pool: Option<PyRef<'_, Pool>>,
     on_state_changed: Option<Py<PyAny>>,
     kwargs: Option<Bound<'_, PyDict>>,
-) -> PyResult<Job> {
-    if !r#fn.is_callable() {
-        return Err(pyo3::exceptions::PyTypeError::new_err(format!(
-            "start_job() needs a callable, not {}",
-            r#fn.get_type().name()?
-        )));
-    }
-    let command = command_of(&r#fn);
-    let work = context::PythonWork {
-        callable: r#fn.unbind(),
-        args: args.unbind(),
-        kwargs: kwargs.map(Bound::unbind),
-    };
-    let mut spec = bgjob::JobSpec::new(move |ctx| work.run(ctx)).command(command);
-    if let Some(n) = name {
-        spec = spec.name(n);
-    }
+) -> PyResult<JobHandle> {
+    let mut spec = thread_spec("start_job", r#fn, args, kwargs, name, on_state_changed)?;
     if let Some(p) = &pool {
         spec = spec.pool(&p.pool);
     }
-    if let Some(cb) = on_state_changed {
-        spec = spec.on_state_changed_boxed(job::state_callback(cb));
+    Ok(JobHandle(spec.start().py_err()?))
+}
+
+/// An inline run (a cmdlet without `-AsJob`): runs `fn(*args, **kwargs)` as a job on the
+/// calling thread and returns the finished `Job`. It is the job `start_job` would make —
+/// in the repository, with the same states, callbacks (on this thread) and records, the
+/// return value as last output record, an exception failing it (`result()` re-raises it)
+/// — but it runs here and now, as plain Python code: Ctrl-C reaches it as it would reach
+/// any code, and a `KeyboardInterrupt` or `SystemExit` it raises fails the job and is then
+/// raised again from `run_job`, so it ends the program as it would without a job. A stop
+/// asked from another thread meanwhile works as for any job (the work sees
+/// `current_job().stop_requested`). Receive and remove the job as usual. A function of
+/// its own, not `start_job(..., inline=True)`: it blocks and returns a finished job where
+/// `start_job` returns at once, it has no pool, and it takes no extra keyword away from
+/// `fn`'s own `**kwargs`.
+#[pyfunction]
+#[pyo3(signature = (r#fn, /, *args, name = None, on_state_changed = None, **kwargs))]
+fn run_job(
+    py: Python<'_>,
+    r#fn: Bound<'_, PyAny>,
+    args: Bound<'_, PyTuple>,
+    name: Option<String>,
+    on_state_changed: Option<Py<PyAny>>,
+    kwargs: Option<Bound<'_, PyDict>>,
+) -> PyResult<JobHandle> {
+    let spec = thread_spec("run_job", r#fn, args, kwargs, name, on_state_changed)?;
+    // Released around the run: the work and the callbacks attach again by themselves (on
+    // this same thread, so the work is this thread's Python code, signals included), and
+    // the core may wait for a finished change that another thread (one that asked a stop)
+    // dispatches, whose Python callbacks need the interpreter.
+    let job = py.detach(move || spec.run_inline());
+    if let Some(a) = job.attachment()
+        && let Some(context::Outcome::Raised(e)) = a.downcast_ref::<context::Outcome>()
+        && !e.bind(py).is_instance_of::<pyo3::exceptions::PyException>()
+    {
+        return Err(PyErr::from_value(e.bind(py).clone()));
     }
-    Ok(Job::wrap(spec.start().py_err()?))
+    Ok(JobHandle(job))
 }
 
 /// ForEach-Object -Parallel -AsJob: runs `fn(input)` for each item of `inputs` (the items
@@ -124,7 +175,7 @@ fn start_parallel_job(
     pool: Option<PyRef<'_, Pool>>,
     throttle_limit: usize,
     on_state_changed: Option<Py<PyAny>>,
-) -> PyResult<Job> {
+) -> PyResult<JobHandle> {
     if !r#fn.is_callable() {
         return Err(pyo3::exceptions::PyTypeError::new_err(format!(
             "start_parallel_job() needs a callable, not {}",
@@ -155,21 +206,21 @@ fn start_parallel_job(
     }
     // Creating the children and handing them to the pool needs no Python (with no inputs
     // the parent's callbacks run here, and attach by themselves).
-    Ok(Job::wrap(py.detach(move || spec.start()).py_err()?))
+    Ok(JobHandle(py.detach(move || spec.start()).py_err()?))
 }
 
 /// Get-Job by id (top-level or child job); `NoSuchJobError` if there is none.
 #[pyfunction]
-fn get_job_by_id(id: u64) -> PyResult<Job> {
-    Ok(Job::wrap(bgjob::get_job(id).py_err()?))
+fn get_job_by_id(id: u64) -> PyResult<JobHandle> {
+    Ok(JobHandle(bgjob::get_job(id).py_err()?))
 }
 
 /// Get-Job by instance id (a `uuid.UUID` or its text).
 #[pyfunction]
-fn get_job_by_instance_id(instance_id: &Bound<'_, PyAny>) -> PyResult<Job> {
+fn get_job_by_instance_id(instance_id: &Bound<'_, PyAny>) -> PyResult<JobHandle> {
     let text = instance_id.str()?.to_string();
     let uuid = bgjob_uuid(&text)?;
-    Ok(Job::wrap(
+    Ok(JobHandle(
         bgjob::repository().get_by_instance_id(uuid).py_err()?,
     ))
 }
@@ -190,7 +241,7 @@ fn get_jobs(
     command: Option<&str>,
     newest: Option<usize>,
     include_children: bool,
-) -> PyResult<Vec<Job>> {
+) -> PyResult<Vec<JobHandle>> {
     let state = match state {
         None => None,
         Some(s) => Some(bgjob::JobState::from_u32(s).ok_or_else(|| {
@@ -207,7 +258,7 @@ fn get_jobs(
     };
     Ok(bgjob::get_jobs(&filter)
         .into_iter()
-        .map(Job::wrap)
+        .map(JobHandle)
         .collect())
 }
 
@@ -220,7 +271,7 @@ fn wait_jobs(
     jobs: Vec<PyRef<'_, Job>>,
     any: bool,
     timeout: Option<f64>,
-) -> PyResult<Vec<Job>> {
+) -> PyResult<Vec<JobHandle>> {
     let timeout = timeout_arg(timeout)?;
     let core: Vec<Arc<bgjob::Job>> = jobs.iter().map(|j| j.job.clone()).collect();
     let mode = if any {
@@ -241,7 +292,7 @@ fn wait_jobs(
     Ok(core
         .into_iter()
         .filter(|j| j.is_done())
-        .map(Job::wrap)
+        .map(JobHandle)
         .collect())
 }
 
@@ -269,11 +320,14 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     // atomics; nothing relies on the GIL for exclusion.
     errors::register(m)?;
     m.add_class::<Job>()?;
+    m.add_class::<custom::CustomJob>()?;
     m.add_class::<Pool>()?;
     m.add_class::<Registration>()?;
     m.add_class::<context::JobContext>()?;
     m.add_function(wrap_pyfunction!(start_job, m)?)?;
     m.add_function(wrap_pyfunction!(start_parallel_job, m)?)?;
+    m.add_function(wrap_pyfunction!(run_job, m)?)?;
+    m.add_function(wrap_pyfunction!(custom::create_custom_job, m)?)?;
     m.add_function(wrap_pyfunction!(get_job_by_id, m)?)?;
     m.add_function(wrap_pyfunction!(get_job_by_instance_id, m)?)?;
     m.add_function(wrap_pyfunction!(get_jobs, m)?)?;

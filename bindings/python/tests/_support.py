@@ -4,6 +4,7 @@ directory on sys.path because the tests directory is not a package)."""
 from __future__ import annotations
 
 import os
+import selectors
 import subprocess
 import sys
 import threading
@@ -73,6 +74,18 @@ def spawn_python(code: str) -> subprocess.Popen:
                             stderr=subprocess.PIPE, text=True, env=env)
 
 
+def read_line(proc: subprocess.Popen, timeout: float) -> str:
+    """The next line of ``proc``'s stdout, or "" if none comes within ``timeout``."""
+    sel = selectors.DefaultSelector()
+    sel.register(proc.stdout, selectors.EVENT_READ)
+    try:
+        if not sel.select(timeout):
+            return ""
+        return proc.stdout.readline()
+    finally:
+        sel.close()
+
+
 class Recorder:
     """Collects state-change callback calls (thread-safe) and signals when a state is seen."""
 
@@ -90,3 +103,25 @@ class Recorder:
     def transitions(self) -> list:
         with self.lock:
             return [(prev.state, info.state) for (_j, info, prev, _t) in self.calls]
+
+
+class CapturedUnraisable:
+    """A sys.unraisablehook of our own for the duration of a test (pytest's would turn
+    the report into a PytestUnraisableExceptionWarning, an error under filterwarnings)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.reports: list = []
+
+    def __call__(self, unraisable) -> None:
+        with self.lock:
+            self.reports.append((unraisable.exc_type, unraisable.exc_value,
+                                 unraisable.object))
+
+    def __enter__(self) -> "CapturedUnraisable":
+        self.saved = sys.unraisablehook
+        sys.unraisablehook = self
+        return self
+
+    def __exit__(self, *exc) -> None:
+        sys.unraisablehook = self.saved

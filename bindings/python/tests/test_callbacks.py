@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 import threading
 import time
 
@@ -10,31 +9,9 @@ import pytest
 
 import bgjob
 from bgjob import JobState, JobStateInfo
-from _support import LONG, Recorder, cooperative, gated, wait_event
+from _support import LONG, CapturedUnraisable, Recorder, cooperative, gated, wait_event
 
 S = JobState
-
-
-class CapturedUnraisable:
-    """A sys.unraisablehook of our own for the duration of a test (pytest's would turn
-    the report into a PytestUnraisableExceptionWarning, an error under filterwarnings)."""
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.reports: list = []
-
-    def __call__(self, unraisable) -> None:
-        with self.lock:
-            self.reports.append((unraisable.exc_type, unraisable.exc_value,
-                                 unraisable.object))
-
-    def __enter__(self) -> "CapturedUnraisable":
-        self.saved = sys.unraisablehook
-        sys.unraisablehook = self
-        return self
-
-    def __exit__(self, *exc) -> None:
-        sys.unraisablehook = self.saved
 
 
 def test_start_job_callback_sees_every_change_and_every_record(jobs):

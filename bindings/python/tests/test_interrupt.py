@@ -3,15 +3,13 @@ each in a child interpreter."""
 
 from __future__ import annotations
 
-import selectors
 import signal
-import subprocess
 import textwrap
 import time
 
 import pytest
 
-from _support import run_python, spawn_python
+from _support import read_line, run_python, spawn_python
 
 CHILD = textwrap.dedent("""
     import asyncio, sys, threading, time
@@ -78,22 +76,11 @@ MODES = ["wait", "wait_jobs", "wait_jobs_any", "receive", "result", "stop", "awa
          "executor_shutdown"]
 
 
-def _read_line(proc: subprocess.Popen, timeout: float) -> str:
-    sel = selectors.DefaultSelector()
-    sel.register(proc.stdout, selectors.EVENT_READ)
-    try:
-        if not sel.select(timeout):
-            return ""
-        return proc.stdout.readline()
-    finally:
-        sel.close()
-
-
 @pytest.mark.parametrize("mode", MODES)
 def test_ctrl_c_interrupts_blocking_call(mode):
     proc = spawn_python(CHILD.format(mode=mode))
     try:
-        line = _read_line(proc, 30)
+        line = read_line(proc, 30)
         assert line.strip() == "ready", (line, proc.poll())
         assert proc.poll() is None
         proc.send_signal(signal.SIGINT)

@@ -1,7 +1,9 @@
 """bgjob: PowerShell's background-job model for Python.
 
 Start work in the background and get a ``Job`` back at once (``start_job``, or
-``start_parallel_job`` for one function over many inputs, each in a child job); watch its
+``start_parallel_job`` for one function over many inputs, each in a child job), or run it
+here as a job (``run_job``), or wrap work bgjob does not run — remote, foreign, event-driven
+— in a job its host drives (``create_custom_job``, ``CustomJob``); watch its
 state change through callbacks; wait for one, any or all jobs with a timeout
 (``Job.wait``, ``wait_jobs``); receive every record the work produced, nothing lost and
 nothing twice (``Job.receive``); stop runaway work (``Job.stop``) and free everything
@@ -54,6 +56,7 @@ from ._executor import Executor  # noqa: E402
 from ._native import (  # noqa: E402
     AlreadyInitializedError,
     ChildJobError,
+    CustomJob,
     InternalError,
     InvalidArgumentError,
     InvalidJobStateError,
@@ -70,9 +73,11 @@ from ._native import (  # noqa: E402
     Registration,
     WouldDeadlockError,
     configure_default_pool,
+    create_custom_job,
     current_job,
     get_jobs as _get_jobs,
     on_any_state_changed,
+    run_job,
     start_job,
     start_parallel_job,
     wait_jobs,
@@ -96,6 +101,7 @@ __version__ = "0.1.0"
 __all__ = [
     "AlreadyInitializedError",
     "ChildJobError",
+    "CustomJob",
     "DebugRecord",
     "ErrorRecord",
     "Executor",
@@ -125,12 +131,14 @@ __all__ = [
     "WarningRecord",
     "WouldDeadlockError",
     "configure_default_pool",
+    "create_custom_job",
     "current_job",
     "get_job",
     "get_jobs",
     "on_any_state_changed",
     "receive_job",
     "remove_job",
+    "run_job",
     "start_job",
     "start_parallel_job",
     "stop_job",
