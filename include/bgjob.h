@@ -57,6 +57,11 @@
 typedef struct bgjob_context bgjob_context;
 
 /**
+ * A queue of state-change events (see `bgjob_event_queue_open`).
+ */
+typedef struct bgjob_event_queue bgjob_event_queue;
+
+/**
  * Which jobs `bgjob_get_jobs` lists: built with the `bgjob_filter_*` setters; an empty
  * filter lists every top-level job.
  */
@@ -85,9 +90,12 @@ typedef struct bgjob_pool bgjob_pool;
 typedef struct bgjob_records bgjob_records;
 
 /**
- * What to start: built with the `bgjob_spec_*` functions, consumed by `bgjob_start`. A
- * spec without inputs starts a thread job; one with inputs (`bgjob_spec_add_input`) a
- * parallel job.
+ * What to start: built with the `bgjob_spec_*` functions, consumed by `bgjob_start`,
+ * `bgjob_run_inline` or `bgjob_create_custom`. A spec without inputs starts a thread job;
+ * one with inputs (`bgjob_spec_add_input`) a parallel job; `bgjob_create_custom` makes a
+ * custom job (no work; the host drives it) from its name, command, callbacks and the
+ * custom-only settings (`bgjob_spec_set_location`, `bgjob_spec_set_type_name`,
+ * `bgjob_spec_add_custom_child`, `bgjob_spec_on_stop`).
  */
 typedef struct bgjob_spec bgjob_spec;
 
@@ -153,6 +161,32 @@ typedef void (*bgjob_finalizer)(void *user_data);
  * A record stream: one of the `BGJOB_STREAM_*` constants.
  */
 typedef uint32_t bgjob_stream;
+
+/**
+ * A stop asked of a custom job, as its stop callback receives it. Fields may be added at
+ * the end.
+ */
+typedef struct bgjob_stop_event {
+  /**
+   * The job to stop: the custom job itself, or one child of a custom parent. It is
+   * Stopping now.
+   */
+  uint64_t job_id;
+  /**
+   * Its parent's id; 0 for a top-level job.
+   */
+  uint64_t parent_id;
+} bgjob_stop_event;
+
+/**
+ * A custom job's stop callback (`bgjob_spec_on_stop`). It runs on the thread that asked
+ * the stop (inside `bgjob_stop`, or `bgjob_remove` with force), once the job moved to
+ * Stopping and the callbacks of that change returned, never under an internal lock. It
+ * should end the foreign work and then move the job to Stopped (or Failed/Completed, if
+ * the work ended on its own first) with `bgjob_custom_set_state`: right here, or later
+ * from any thread.
+ */
+typedef void (*bgjob_stop_callback)(const struct bgjob_stop_event *event, void *user_data);
 
 /**
  * One record, as seen from C. Owned by its batch. Fields may be added at the end.
@@ -260,6 +294,12 @@ typedef int32_t (*bgjob_work_fn)(struct bgjob_context *ctx, void *user_data);
  * A bug: a panic inside bgjob was caught at the boundary. The message says where.
  */
 #define BGJOB_E_PANIC 11
+
+/**
+ * Every job the wait still waits for is Blocked waiting for input (see
+ * `bgjob_send_input`): only the host can move them on, so the wait would never end.
+ */
+#define BGJOB_E_BLOCKED 12
 
 /**
  * Created and queued; its work has not begun.
@@ -482,6 +522,259 @@ bgjob_status bgjob_context_input(struct bgjob_context *ctx,
 uint64_t bgjob_context_job_id(struct bgjob_context *ctx);
 
 /**
+ * Suspend-Job: a Running job moves to Suspending, and to Suspended when its work next
+ * calls `bgjob_context_checkpoint` (where the work then parks until resumed or stopped).
+ * Work that never calls it stays Suspending until it ends. A parent suspends its running
+ * children. A wait stops at Suspended (a persistent state). Suspending a job that is
+ * Suspending or Suspended does nothing; `BGJOB_E_INVALID_STATE` in any other state.
+ */
+bgjob_status bgjob_suspend(uint64_t id);
+
+/**
+ * Resume-Job: a Suspended job runs again (its checkpoint returns); one still Suspending
+ * will not park at its checkpoint. A parent resumes its children. Resuming a job that is
+ * neither does nothing.
+ */
+bgjob_status bgjob_resume(uint64_t id);
+
+/**
+ * Sends `len` bytes at `data` (copied; NULL allowed when `len` is 0) to a job that is
+ * Blocked waiting for input: its work's `bgjob_context_read_input` returns them and the
+ * job runs again. `BGJOB_E_INVALID_STATE` if the job is not Blocked (a parent never waits
+ * itself: answer its Blocked child). A wait on jobs that are all Blocked fails with
+ * `BGJOB_E_BLOCKED` rather than hang.
+ *
+ * # Safety
+ * `data` is NULL or points to `len` readable bytes.
+ */
+bgjob_status bgjob_send_input(uint64_t id, const void *data, size_t len);
+
+/**
+ * A checkpoint: if a suspend was asked, the job becomes Suspended and this call parks
+ * (its worker lent to the pool) until the job is resumed or stopped; otherwise it returns
+ * at once. After it returns, check `bgjob_context_stop_requested`.
+ *
+ * # Safety
+ * `ctx` is the live context of the running work.
+ */
+bgjob_status bgjob_context_checkpoint(struct bgjob_context *ctx);
+
+/**
+ * Asks the host for input: the job becomes Blocked, showing `prompt` (UTF-8; see
+ * `bgjob_job_info_prompt`), and this call parks until the host answers with
+ * `bgjob_send_input`. The input's bytes are then in `*out_data` / `*out_len`, owned by the
+ * caller: free them with `bgjob_buffer_free`. `BGJOB_E_INVALID_STATE` if the job is
+ * stopped instead (or was not Running); the out-pointers are then untouched.
+ *
+ * # Safety
+ * `ctx` is the live context of the running work; `prompt` is NUL-terminated; the
+ * out-pointers are writable.
+ */
+bgjob_status bgjob_context_read_input(struct bgjob_context *ctx,
+                                      const char *prompt,
+                                      uint8_t **out_data,
+                                      size_t *out_len);
+
+/**
+ * Frees a buffer bgjob handed out (`bgjob_context_read_input`), given its length. NULL is
+ * a no-op.
+ *
+ * # Safety
+ * `data` is NULL or a buffer from bgjob with this `len`, not freed before.
+ */
+void bgjob_buffer_free(uint8_t *data, size_t len);
+
+/**
+ * Sets where a custom job's work runs (UTF-8; default `localhost`), e.g. the remote
+ * machine's name. Only a custom job has one: `bgjob_start` and `bgjob_run_inline` refuse
+ * a spec with a location.
+ *
+ * # Safety
+ * `spec` is a live spec; `location` is NUL-terminated.
+ */
+bgjob_status bgjob_spec_set_location(struct bgjob_spec *spec, const char *location);
+
+/**
+ * Sets the type name shown for a custom job and its children (UTF-8; default
+ * `CustomJob`), e.g. `RemoteJob`. Only a custom job has one of its choosing:
+ * `bgjob_start` and `bgjob_run_inline` refuse a spec with a type name.
+ *
+ * # Safety
+ * `spec` is a live spec; `type_name` is NUL-terminated.
+ */
+bgjob_status bgjob_spec_set_type_name(struct bgjob_spec *spec, const char *type_name);
+
+/**
+ * Adds a child to the custom job the spec makes, named `name` (UTF-8; NULL = `Job<id>`).
+ * A custom job with children is a parent: the host drives each child by its id (the
+ * parent is N, child k, 0-based in the order added, is N+1+k), and the parent's state
+ * follows theirs (PowerShell's ContainerParentJob rule; `bgjob_custom_set_state` on the
+ * parent is refused). Its children share the spec's command, location and type name.
+ * `bgjob_start` and `bgjob_run_inline` refuse a spec with custom children.
+ *
+ * # Safety
+ * `spec` is a live spec; `name` is NULL or NUL-terminated.
+ */
+bgjob_status bgjob_spec_add_custom_child(struct bgjob_spec *spec, const char *name);
+
+/**
+ * Sets the custom job's stop callback (see `bgjob_stop_callback`), replacing any earlier
+ * one (whose user data is finalized then). It is called at most once per job, when a stop
+ * moves the job from Running, Blocked or Suspended to Stopping; a job still NotStarted
+ * (or Disconnected) becomes Stopped at once without a call, and a finished or Stopping
+ * one is left alone. For a custom parent it is called for each child being stopped (the
+ * event names the child), never for the parent itself.
+ *
+ * `finalizer` (may be NULL) frees `user_data` exactly once: when the job (for a parent:
+ * the parent and its children) is removed, or the spec freed or refused unused; it runs
+ * even if this call fails. `bgjob_start` and `bgjob_run_inline` refuse a spec with a
+ * stop callback.
+ *
+ * # Safety
+ * `spec` is a live spec.
+ */
+bgjob_status bgjob_spec_on_stop(struct bgjob_spec *spec,
+                                bgjob_stop_callback callback,
+                                void *user_data,
+                                bgjob_finalizer finalizer);
+
+/**
+ * Makes a custom job (PowerShell: a class derived from `Job`) from `spec` and writes its
+ * id to `*out_id`. It runs no work of ours: the host drives it with the `bgjob_custom_*`
+ * functions — moves it through legal states (`bgjob_custom_set_state`), writes its
+ * records, reports its progress and status — while get, wait, receive, stop and remove
+ * work on it by id as on any job.
+ *
+ * The job is NotStarted, in the repository, of type `CustomJob` (or the spec's type name)
+ * at `localhost` (or the spec's location), with the spec's name, command and state-change
+ * callbacks (registered before the host can move it, so none is missed), its stop
+ * callback (`bgjob_spec_on_stop`) and its children (`bgjob_spec_add_custom_child`). A
+ * stop asked of it moves it to Stopping and calls the stop callback, which ends the
+ * foreign work and moves the job to Stopped: `bgjob_stop` returns once it is finished, or
+ * `BGJOB_E_TIMEOUT` with the job still Stopping. Without a stop callback nothing ends a
+ * Stopping custom job but the host: `bgjob_remove` with force waits until it does.
+ *
+ * The spec is consumed (freed) whatever the result; on failure no job is made and its
+ * user data is finalized. `BGJOB_E_INVALID_ARGUMENT` if the spec has work
+ * (`bgjob_spec_set_work`) or inputs (`bgjob_spec_add_input`): a custom job runs none of
+ * ours. A pool or throttle limit on the spec has no effect.
+ *
+ * # Safety
+ * `spec` is NULL or a live spec, not used after this call; `out_id` is writable.
+ */
+bgjob_status bgjob_create_custom(struct bgjob_spec *spec, uint64_t *out_id);
+
+/**
+ * Moves custom job `id` (or a child of a custom parent) to `state` (`BGJOB_STATE_*`), with
+ * `reason` (UTF-8, may be NULL) as the state info's reason, e.g. why it failed. The change
+ * goes as for any job: the state is stored, on a finished state the streams close, the
+ * state-change callbacks run (on this thread, unless another is already running this
+ * job's), then waiters wake — so this returns after the callbacks, unless it is called
+ * from one of them (the change then queues behind it).
+ *
+ * `BGJOB_E_INVALID_STATE` (nothing changes) for a move DESIGN's legal moves do not allow
+ * (e.g. NotStarted → Completed, or anything out of a finished state), for a job that is
+ * not a custom job, and for a custom parent (its state follows its children's: drive
+ * them). `BGJOB_E_INVALID_ARGUMENT` for a state out of range or a reason that is not
+ * UTF-8; `BGJOB_E_NO_SUCH_JOB` for an unknown id.
+ *
+ * # Safety
+ * `reason` is NULL or NUL-terminated.
+ */
+bgjob_status bgjob_custom_set_state(uint64_t id, bgjob_job_state state, const char *reason);
+
+/**
+ * Writes a record of `len` bytes from `data` (may be NULL when `len` is 0) to `stream`
+ * (`BGJOB_STREAM_*`) of custom job `id`. The bytes are copied. `BGJOB_E_INVALID_STATE`
+ * once the job finished (its streams are closed) and for a job that is not a custom job;
+ * `BGJOB_E_INVALID_ARGUMENT` for a stream out of range or NULL data with a length;
+ * `BGJOB_E_NO_SUCH_JOB` for an unknown id.
+ *
+ * # Safety
+ * `data` is NULL or points to `len` readable bytes.
+ */
+bgjob_status bgjob_custom_write(uint64_t id, bgjob_stream stream, const void *data, size_t len);
+
+/**
+ * Writes a NUL-terminated string (without its NUL) as a record to `stream` of custom job
+ * `id`. The text need not be UTF-8: records are bytes. Fails as `bgjob_custom_write` does,
+ * and with `BGJOB_E_INVALID_ARGUMENT` for a NULL text.
+ *
+ * # Safety
+ * `text` is NULL or NUL-terminated.
+ */
+bgjob_status bgjob_custom_write_text(uint64_t id, bgjob_stream stream, const char *text);
+
+/**
+ * Reports progress of custom job `id`: `percent_complete` 0–100 (-1 = unknown; others are
+ * clamped), what is being done and its status (either text may be NULL = empty; UTF-8).
+ * Also a progress record, so `BGJOB_E_INVALID_STATE` once the job finished, as for
+ * `bgjob_custom_write`.
+ *
+ * # Safety
+ * `activity` and `status` are NULL or NUL-terminated.
+ */
+bgjob_status bgjob_custom_progress(uint64_t id,
+                                   int32_t percent_complete,
+                                   const char *activity,
+                                   const char *status);
+
+/**
+ * Sets the status message (UTF-8) of custom job `id`. `BGJOB_E_INVALID_ARGUMENT` for a
+ * NULL or non-UTF-8 message, `BGJOB_E_INVALID_STATE` for a job that is not a custom job,
+ * `BGJOB_E_NO_SUCH_JOB` for an unknown id.
+ *
+ * # Safety
+ * `message` is NUL-terminated.
+ */
+bgjob_status bgjob_custom_set_status_message(uint64_t id, const char *message);
+
+/**
+ * Opens a queue of the state changes of the `count` jobs in `ids` — or, with `ids` NULL
+ * and `count` 0, of every job (including jobs started later). From then on each change
+ * is queued once, in each job's order, after its records are readable; the queue's
+ * descriptor (`bgjob_event_queue_fd`) is readable while events are pending. Drain them
+ * with `bgjob_event_queue_next` on your own thread; free the queue with
+ * `bgjob_event_queue_free`.
+ *
+ * # Safety
+ * `ids` is NULL or points to `count` ids; `out_queue` is writable.
+ */
+bgjob_status bgjob_event_queue_open(const uint64_t *ids,
+                                    size_t count,
+                                    struct bgjob_event_queue **out_queue);
+
+/**
+ * The queue's descriptor: readable (POLLIN) while events are pending. It belongs to the
+ * queue: poll it, never read or close it. -1 for a NULL queue.
+ *
+ * # Safety
+ * `queue` is NULL or a live queue.
+ */
+int bgjob_event_queue_fd(const struct bgjob_event_queue *queue);
+
+/**
+ * Takes the next pending event into `*out_event` and sets `*out_got` to true, or sets it
+ * to false when none is pending (never blocks; the descriptor is then quiet until the
+ * next event). The event's reason texts stay valid until the next call on this queue.
+ *
+ * # Safety
+ * `queue` is a live queue; `out_event` and `out_got` are writable.
+ */
+bgjob_status bgjob_event_queue_next(struct bgjob_event_queue *queue,
+                                    struct bgjob_state_event *out_event,
+                                    bool *out_got);
+
+/**
+ * Closes the queue: no more events are queued, its descriptor is closed, pending events
+ * are dropped. NULL is a no-op.
+ *
+ * # Safety
+ * `queue` is NULL or a live queue, not used after this call.
+ */
+void bgjob_event_queue_free(struct bgjob_event_queue *queue);
+
+/**
  * Get-Job by id (top-level or child): a snapshot of its fields in `*out_info`.
  *
  * # Safety
@@ -577,6 +870,15 @@ const char *bgjob_job_info_status_message(const struct bgjob_job_info *info);
  * `info` is NULL or a live snapshot.
  */
 bgjob_job_state bgjob_job_info_state(const struct bgjob_job_info *info);
+
+/**
+ * What the job's work asked its host for (`bgjob_context_read_input`) while the job is
+ * Blocked waiting for input; NULL otherwise. Answer with `bgjob_send_input`.
+ *
+ * # Safety
+ * `info` is NULL or a live snapshot.
+ */
+const char *bgjob_job_info_prompt(const struct bgjob_job_info *info);
 
 /**
  * The reason for the state, if an error caused it; NULL otherwise.
@@ -840,7 +1142,8 @@ void bgjob_records_free(struct bgjob_records *records);
 
 /**
  * Creates an empty spec. Give it work with `bgjob_spec_set_work`, then start it with
- * `bgjob_start` or free it with `bgjob_spec_free`.
+ * `bgjob_start` or run it with `bgjob_run_inline`; or, without work, make a custom job of
+ * it with `bgjob_create_custom`. Free a spec that is not used with `bgjob_spec_free`.
  *
  * # Safety
  * `out_spec` is writable.
@@ -933,7 +1236,8 @@ bgjob_status bgjob_spec_set_throttle_limit(struct bgjob_spec *spec, uint32_t lim
 
 /**
  * Adds a state-change callback, registered before the job can run so that no change is
- * missed (its first call is for NotStarted → Running or → Stopped). For a parallel job it
+ * missed (its first call is for NotStarted → Running or → Stopped); for a custom job,
+ * before the host can move it. For a parallel job (or a custom job with children) it
  * is registered on the parent, whose state follows its children's; register on a child
  * with `bgjob_on_state_changed`. `finalizer` (may be NULL) frees `user_data` once, when
  * the job is removed or the spec freed unstarted; it runs even if this call fails.
@@ -963,13 +1267,38 @@ bgjob_status bgjob_spec_on_state_changed(struct bgjob_spec *spec,
  * The work's return code decides each job's (or child's) end: 0 completes it, anything
  * else fails it (see `bgjob_work_fn`). The spec is consumed (freed) whatever the result;
  * on failure nothing is left behind and its user data is finalized. Fails with
- * `BGJOB_E_INVALID_ARGUMENT` if the spec has no work and `BGJOB_E_SHUT_DOWN` if its pool
- * was shut down.
+ * `BGJOB_E_INVALID_ARGUMENT` if the spec has no work or holds settings only a custom job
+ * has (see `bgjob_create_custom`), and `BGJOB_E_SHUT_DOWN` if its pool was shut down.
  *
  * # Safety
  * `spec` is NULL or a live spec, not used after this call; `out_id` is writable.
  */
 bgjob_status bgjob_start(struct bgjob_spec *spec, uint64_t *out_id);
+
+/**
+ * An inline run (PowerShell's cmdlet without `-AsJob`): the thread job `bgjob_start`
+ * would start from `spec`, but its work runs here, on the calling thread, and this returns
+ * only once the job is finished and the callbacks of its finished state have run. It is
+ * the same job: in the repository (its id in `*out_id`), with the same states, callbacks
+ * (NotStarted → Running, then Running → Completed or Failed, called on this thread) and
+ * records. Receive its records and remove it as for any job. A stop asked from another
+ * thread meanwhile works as for any running job (the work sees it with
+ * `bgjob_context_stop_requested`; the callbacks of the changes that stop makes may run on
+ * that thread). The spec's pool, if any, is not used.
+ *
+ * The status says whether the run happened, not how the job ended: `BGJOB_OK` also for a
+ * job whose work failed (read its state with `bgjob_get_state`).
+ *
+ * The spec is consumed (freed) whatever the result; on failure no job is made and its
+ * user data is finalized. `BGJOB_E_INVALID_ARGUMENT` if the spec has no work, if it has
+ * inputs (`bgjob_spec_add_input`: a parallel job's children run on a pool, so a parallel
+ * job cannot run inline; start it with `bgjob_start`), or if it holds settings only a
+ * custom job has (see `bgjob_create_custom`).
+ *
+ * # Safety
+ * `spec` is NULL or a live spec, not used after this call; `out_id` is writable.
+ */
+bgjob_status bgjob_run_inline(struct bgjob_spec *spec, uint64_t *out_id);
 
 /**
  * The name of a status code (`"BGJOB_E_TIMEOUT"`), or `"BGJOB_E_UNKNOWN"`. Never NULL;

@@ -75,9 +75,11 @@ impl CustomJobSpec {
         self
     }
 
-    /// Sets the stop handler: called (on the thread that asked the stop, after the job's
-    /// Stopping callbacks ran) with the job being stopped — the job itself, or each child
-    /// of a parent. It should end the foreign work, then move the job to Stopped.
+    /// Sets the stop handler: called once per stop, on the thread that asked it, as soon as
+    /// the job is Stopping (after the Stopping callbacks, unless another thread is running
+    /// the job's callbacks just then), with the job being stopped — the job itself, or
+    /// each child of a parent. It should end the foreign work, then move the job to
+    /// Stopped.
     pub fn on_stop(mut self, handler: impl Fn(&Arc<Job>) + Send + Sync + 'static) -> Self {
         self.on_stop = Some(Box::new(handler));
         self

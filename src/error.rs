@@ -42,6 +42,10 @@ pub enum Error {
         /// The size needed, in bytes, without the terminating NUL.
         needed: usize,
     },
+    /// Every job a wait still waits for is Blocked waiting for input: only its host can
+    /// move it on, so the wait would never end.
+    #[error("blocked: {0}")]
+    Blocked(String),
     /// A panic inside the library was caught at the boundary.
     #[error("panic inside bgjob: {0}")]
     Panic(String),

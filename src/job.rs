@@ -7,11 +7,12 @@
 //!    the job's dispatcher and runs the callbacks with no lock held, one event at a time,
 //!    in order (a change made from inside a callback is queued behind it, never nested);
 //! 3. after an event's callbacks return it becomes the job's *delivered* state, and only
-//!    then are waiters woken. Waits look at the delivered state, so a wait never returns
-//!    before the callbacks of the change it waited for.
+//!    then are waiters woken. Waits look at the delivered state once no later change is
+//!    queued behind it (the *settled* state), so a wait never returns before the callbacks
+//!    of the change it waited for, nor judges a job by a state it has already left.
 //!
-//! Lock order: a job's state lock before its record lock; a parent's record lock before
-//! its children's. No user code (callback, work, finalizer) runs under any of them.
+//! Lock order: a job's state lock before its record lock; a parent's lock (state or
+//! record) before its children's. No user code (callback, work, finalizer) runs under any of them.
 
 use crate::context::WorkContext;
 use crate::current;
@@ -75,6 +76,19 @@ struct StateCell {
     waiters: Vec<Arc<Signal>>,
     /// A stop was asked of this parent job itself (it then ends Stopped).
     stop_asked: bool,
+}
+
+impl StateCell {
+    /// The state waits go by: the delivered one, once no later change is still queued
+    /// behind it (`None` until then). A change stored by another thread — a resume, an
+    /// input, a stop — may queue behind callbacks that run right now; until it is
+    /// delivered the job is not where its delivered state says.
+    fn settled(&self) -> Option<JobState> {
+        // Stored == delivered with nothing pending: no change is queued nor in delivery
+        // (an event in delivery has left `pending`, but the stored state is already its
+        // new one while the delivered state is still its previous one).
+        (self.pending.is_empty() && self.info.state == self.delivered).then_some(self.delivered)
+    }
 }
 
 #[derive(Default)]
@@ -473,7 +487,8 @@ impl Job {
             let waiters = {
                 let mut cell = lock(&self.state);
                 cell.delivered = event.state_info.state;
-                if cell.delivered.is_persistent() {
+                // Blocked wakes them too: a wait on jobs that are all Blocked must end.
+                if cell.delivered.is_persistent() || cell.delivered == JobState::Blocked {
                     std::mem::take(&mut cell.waiters)
                 } else {
                     Vec::new()
@@ -491,6 +506,10 @@ impl Job {
 
     /// Moves a parent job to the state its children's (delivered) states call for.
     pub(crate) fn follow_children(self: &Arc<Self>) {
+        // The children are read under the parent's lock (parent before child, the only
+        // order these locks are taken in): two children's dispatchers following at once
+        // are serialized, so a stale look can never undo a newer one.
+        let mut cell = lock(&self.state);
         let states: Vec<JobState> = self
             .children
             .iter()
@@ -502,7 +521,6 @@ impl Job {
                 .then_some(info.reason)
                 .flatten()
         });
-        let mut cell = lock(&self.state);
         let Some(target) = aggregate(&states, cell.stop_asked) else {
             return;
         };
@@ -684,6 +702,7 @@ impl Job {
             return;
         }
         let mut work = None;
+        let mut tell_host = false;
         let dispatch = {
             let mut cell = lock(&self.state);
             // Set under the state lock, with the move to Stopping below: whoever sees the
@@ -694,8 +713,14 @@ impl Job {
                 JobState::Running | JobState::Blocked | JobState::Suspended => {
                     Some(JobState::Stopping)
                 }
-                // Suspending ends at the work's next checkpoint, which sees the stop; a
-                // finished or Stopping job has nothing left to stop.
+                // Suspending ends at the work's next checkpoint, which sees the stop (a
+                // custom job's host hears of it below); a finished or Stopping job has
+                // nothing left to stop.
+                JobState::Suspending | JobState::AtBreakpoint => {
+                    // No move is legal from here to Stopping: only the host can end it.
+                    tell_host = self.host_driven;
+                    None
+                }
                 _ => None,
             };
             match target {
@@ -703,19 +728,28 @@ impl Job {
                     if t == JobState::Stopped {
                         work = lock(&self.work).take();
                     }
-                    self.store_state(&mut cell, t, None, true).unwrap_or(false)
+                    match self.store_state(&mut cell, t, None, true) {
+                        Ok(dispatch) => {
+                            tell_host = t == JobState::Stopping;
+                            dispatch
+                        }
+                        Err(_) => false,
+                    }
                 }
                 None => false,
             }
         };
         // The work's user data is freed (its finalizer runs) here, outside every lock.
         drop(work);
-        let stopping = dispatch && self.state() == JobState::Stopping;
         if dispatch {
             self.dispatch();
         }
-        // A custom job's host learns of the stop after the Stopping callbacks ran.
-        if stopping {
+        // A custom job's host learns of the stop once this call stored Stopping (or found
+        // the job Suspending or AtBreakpoint, which only the host can end): after the
+        // Stopping callbacks when this thread delivered them; at once when another thread
+        // is delivering this job's changes (waiting for it would delay the stop, and could
+        // never end from inside one of those callbacks).
+        if tell_host {
             let handler = lock(&self.on_stop).clone();
             if let Some(h) = handler {
                 h(self);
@@ -732,7 +766,9 @@ impl Job {
         if current::is_dispatching(self.id) {
             return self.state().is_persistent();
         }
-        lock(&self.state).delivered.is_persistent()
+        lock(&self.state)
+            .settled()
+            .is_some_and(JobState::is_persistent)
     }
 
     /// Refuses a wait on this job that could never end: from its own work, from a child's
@@ -759,8 +795,9 @@ impl Job {
         self.id == id || self.children.iter().any(|c| c.subtree_contains(id))
     }
 
-    /// Waits until the job's delivered state satisfies `until` or `deadline` passes; true
-    /// if it does. Inside one of the job's own callbacks it looks at the current state.
+    /// Waits until the job's settled state (delivered, with no later change queued)
+    /// satisfies `until` or `deadline` passes; true if it does. Inside one of the job's
+    /// own callbacks it looks at the current state.
     pub(crate) fn wait_until(
         &self,
         deadline: Option<Instant>,
@@ -771,19 +808,28 @@ impl Job {
         }
         let cell = lock(&self.state);
         wait_until(&self.delivered_changed, cell, deadline, |c| {
-            until(c.delivered)
+            c.settled().is_some_and(until)
         })
         .1
     }
 
-    /// Registers `signal` to fire when the job becomes done; false (not registered) if it
-    /// is done already.
+    /// Whether the job is Blocked waiting for input, as far as waits know (the change's
+    /// callbacks have run).
+    pub(crate) fn is_blocked(&self) -> bool {
+        if current::is_dispatching(self.id) {
+            return self.state() == JobState::Blocked;
+        }
+        lock(&self.state).settled() == Some(JobState::Blocked)
+    }
+
+    /// Registers `signal` to fire when the job becomes done (or Blocked); false (not
+    /// registered) if it is done already.
     pub(crate) fn add_waiter(&self, signal: &Arc<Signal>) -> bool {
         if current::is_dispatching(self.id) && self.state().is_persistent() {
             return false;
         }
         let mut cell = lock(&self.state);
-        if cell.delivered.is_persistent() {
+        if cell.settled().is_some_and(JobState::is_persistent) {
             return false;
         }
         cell.waiters.push(signal.clone());
@@ -833,8 +879,11 @@ impl Job {
 
     /// Records a progress report: a record on the progress stream, and the job's latest.
     pub(crate) fn write_progress(&self, progress: ProgressRecord) -> Result<()> {
-        lock(&self.details).progress = Some(progress.clone());
-        self.write(Stream::Progress, Payload::Progress(progress))
+        // Only a report that was written becomes the job's latest (not one refused
+        // because the job is finished).
+        self.write(Stream::Progress, Payload::Progress(progress.clone()))?;
+        lock(&self.details).progress = Some(progress);
+        Ok(())
     }
 
     /// Sets the status message.

@@ -32,7 +32,9 @@ pub struct WaitResult {
 }
 
 /// Waits for `jobs` (all or any) up to `timeout` (`None` = no limit; zero = poll: return
-/// the jobs that are done now). `Err(WouldDeadlock)` for a wait that could never end.
+/// the jobs that are done now). `Err(WouldDeadlock)` for a wait that could never end;
+/// `Err(Blocked)` when every job it still waits for is Blocked waiting for input (only its
+/// host can move it on; PowerShell's `BlockedJobsDeadlockWithWaitJob`).
 pub fn wait_jobs(
     jobs: &[Arc<Job>],
     mode: WaitMode,
@@ -50,14 +52,10 @@ pub fn wait_jobs(
     let satisfied = match mode {
         // Only a wait that will block lends the worker to its pool.
         WaitMode::All => {
-            jobs.iter().all(|j| j.is_done())
-                || blocking(|| {
-                    jobs.iter()
-                        .all(|j| j.wait_until(deadline, JobState::is_persistent))
-                })
+            jobs.iter().all(|j| j.is_done()) || (!poll && blocking(|| wait_all(jobs, deadline))?)
         }
         WaitMode::Any => {
-            jobs.iter().any(|j| j.is_done()) || (!poll && blocking(|| wait_any(jobs, deadline)))
+            jobs.iter().any(|j| j.is_done()) || (!poll && blocking(|| wait_any(jobs, deadline))?)
         }
     };
     let done: Vec<JobId> = jobs
@@ -73,9 +71,41 @@ pub fn wait_jobs(
     Ok(WaitResult { done, timed_out })
 }
 
-fn wait_any(jobs: &[Arc<Job>], deadline: Option<Instant>) -> bool {
+/// `Err(Blocked)` if every job not done is Blocked (and some job is not done).
+fn check_not_all_blocked(jobs: &[Arc<Job>]) -> Result<()> {
+    let mut waiting = jobs.iter().filter(|j| !j.is_done()).peekable();
+    if waiting.peek().is_some() && waiting.all(|j| j.is_blocked()) {
+        let ids: Vec<String> = jobs
+            .iter()
+            .filter(|j| !j.is_done())
+            .map(|j| j.id().to_string())
+            .collect();
+        return Err(Error::Blocked(format!(
+            "every job waited for is Blocked waiting for input (job {}); send input first",
+            ids.join(", ")
+        )));
+    }
+    Ok(())
+}
+
+fn wait_all(jobs: &[Arc<Job>], deadline: Option<Instant>) -> Result<bool> {
+    loop {
+        for j in jobs {
+            if !j.wait_until(deadline, |s| s.is_persistent() || s == JobState::Blocked) {
+                return Ok(false);
+            }
+        }
+        if jobs.iter().all(|j| j.is_done()) {
+            return Ok(true);
+        }
+        check_not_all_blocked(jobs)?;
+        // A job left Blocked while we waited for another: wait again.
+    }
+}
+
+fn wait_any(jobs: &[Arc<Job>], deadline: Option<Instant>) -> Result<bool> {
     if jobs.is_empty() {
-        return true;
+        return Ok(true);
     }
     let signal = Signal::new();
     let mut registered = Vec::with_capacity(jobs.len());
@@ -88,8 +118,10 @@ fn wait_any(jobs: &[Arc<Job>], deadline: Option<Instant>) -> bool {
             break;
         }
     }
+    let mut blocked = Ok(());
     while !done {
-        if !signal.wait(deadline) {
+        blocked = check_not_all_blocked(jobs);
+        if blocked.is_err() || !signal.wait(deadline) {
             break;
         }
         done = jobs.iter().any(|j| j.is_done());
@@ -105,7 +137,7 @@ fn wait_any(jobs: &[Arc<Job>], deadline: Option<Instant>) -> bool {
     for j in registered {
         j.remove_waiter(&signal);
     }
-    done
+    blocked.map(|()| done)
 }
 
 /// Wait-Job by ids: looks every id up first (`NoSuchJob` if one is unknown).

@@ -108,7 +108,11 @@ fn resume_before_the_checkpoint_cancels_the_suspension() {
     job.resume().unwrap();
     gate.open();
     // Not a wait: it may return at the passing Suspended (a persistent state).
-    assert!(eventually(|| job.state() == Completed), "job is {}", job.state());
+    assert!(
+        eventually(|| job.state() == Completed),
+        "job is {}",
+        job.state()
+    );
     assert_eq!(take_all(&job), ["past the checkpoint"]);
     assert_eq!(
         *events.lock().unwrap(),
@@ -262,4 +266,59 @@ fn input_goes_only_to_a_blocked_job() {
     gate.open();
     wait_all(std::slice::from_ref(&job));
     remove_all(&[job]);
+}
+
+#[test]
+fn a_wait_on_jobs_that_are_all_blocked_ends_with_blocked() {
+    let jobs: Vec<_> = (0..2)
+        .map(|_| JobSpec::new(greeter).start().unwrap())
+        .collect();
+    assert!(eventually(|| jobs.iter().all(|j| j.state() == Blocked)));
+    for mode in [WaitMode::All, WaitMode::Any] {
+        let t0 = Instant::now();
+        let r = wait_jobs(&jobs, mode, Some(LONG));
+        assert!(matches!(r, Err(Error::Blocked(_))), "{mode:?}: {r:?}");
+        assert!(
+            t0.elapsed() < LONG / 2,
+            "{mode:?}: the wait ran into its timeout"
+        );
+    }
+    // Once one is answered and done, waiting for all still ends Blocked (on the other).
+    jobs[0].send_input(Payload::from("ann")).unwrap();
+    let r = wait_jobs(&jobs, WaitMode::All, Some(LONG));
+    assert!(matches!(r, Err(Error::Blocked(ref m)) if m.contains(&jobs[1].id().to_string())));
+    // Any: the answered job is done, so the wait succeeds.
+    let r = wait_jobs(&jobs, WaitMode::Any, Some(LONG)).unwrap();
+    assert_eq!(r.done, [jobs[0].id()]);
+    jobs[1].send_input(Payload::from("bea")).unwrap();
+    wait_all(&jobs);
+    remove_all(&jobs);
+}
+
+#[test]
+fn a_wait_ends_blocked_when_its_last_running_job_blocks() {
+    let gate = Gate::default();
+    let g = gate.clone();
+    let asker = JobSpec::new(greeter).start().unwrap();
+    let later = JobSpec::new(move |ctx| {
+        if !g.pass() {
+            return Err("gate".into());
+        }
+        greeter(ctx)
+    })
+    .start()
+    .unwrap();
+    assert!(eventually(|| asker.state() == Blocked));
+    let waiter = {
+        let jobs = vec![asker.clone(), later.clone()];
+        std::thread::spawn(move || wait_jobs(&jobs, WaitMode::All, Some(LONG)))
+    };
+    gate.open(); // `later` now runs, then blocks too: the waiter must wake and give up
+    let r = waiter.join().unwrap();
+    assert!(matches!(r, Err(Error::Blocked(_))), "{r:?}");
+    for j in [&asker, &later] {
+        j.send_input(Payload::from("x")).unwrap();
+    }
+    wait_all(&[asker.clone(), later.clone()]);
+    remove_all(&[asker, later]);
 }

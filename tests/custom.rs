@@ -150,6 +150,46 @@ fn a_stop_of_a_custom_job_calls_its_stop_handler_which_ends_it() {
 }
 
 #[test]
+fn the_stop_handler_runs_even_while_another_thread_delivers_the_jobs_changes() {
+    let (entered_tx, entered) = mpsc::channel();
+    let (release, release_rx) = mpsc::channel::<()>();
+    let release_rx = std::sync::Mutex::new(release_rx);
+    let calls = Arc::new(AtomicUsize::new(0));
+    let c = calls.clone();
+    let custom = CustomJobSpec::new()
+        .on_state_changed(move |e| {
+            if e.state_info.state == Running {
+                // Holds the job's dispatch on the driver's thread while the stop comes in.
+                entered_tx.send(()).unwrap();
+                let _ = release_rx.lock().unwrap().recv_timeout(LONG);
+            }
+        })
+        .on_stop(move |job| {
+            c.fetch_add(1, Ordering::SeqCst);
+            CustomJob::from_job(job.clone())
+                .unwrap()
+                .set_state(Stopped, None)
+                .unwrap();
+        })
+        .create();
+    let job = custom.job().clone();
+    let driver = thread::spawn(move || custom.set_state(Running, None).unwrap());
+    entered.recv_timeout(LONG).unwrap();
+    let j = job.clone();
+    let stopper = thread::spawn(move || stop_job(&j, Some(LONG)));
+    assert!(
+        eventually(|| job.state() != Running),
+        "the stop never stored Stopping"
+    );
+    release.send(()).unwrap();
+    driver.join().unwrap();
+    stopper.join().unwrap().unwrap();
+    assert_eq!(job.state(), Stopped);
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    remove_all(&[job]);
+}
+
+#[test]
 fn a_custom_parent_follows_the_children_its_host_drives() {
     let stopped = Arc::new(AtomicUsize::new(0));
     let s = stopped.clone();
@@ -247,4 +287,40 @@ fn an_inline_run_gives_the_same_records_and_callbacks_as_a_job() {
         "an inline run is a job in the repository"
     );
     remove_all(&[started, inline]);
+}
+
+#[test]
+fn a_stop_of_a_suspending_custom_job_reaches_its_host() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let c = calls.clone();
+    let custom = CustomJobSpec::new()
+        .on_stop(move |job| {
+            c.fetch_add(1, Ordering::SeqCst);
+            // From Suspending the host's way out is Suspended, then Stopping, then Stopped.
+            let h = CustomJob::from_job(job.clone()).unwrap();
+            for s in [JobState::Suspended, Stopping, Stopped] {
+                h.set_state(s, None).unwrap();
+            }
+        })
+        .create();
+    custom.set_state(Running, None).unwrap();
+    custom.set_state(JobState::Suspending, None).unwrap();
+    stop_job(custom.job(), Some(LONG)).unwrap();
+    assert_eq!(
+        (custom.job().state(), calls.load(Ordering::SeqCst)),
+        (Stopped, 1)
+    );
+    remove_all(&[custom.job().clone()]);
+}
+
+#[test]
+fn a_progress_report_refused_after_the_end_changes_nothing() {
+    let custom = CustomJobSpec::new().create();
+    custom.set_state(Running, None).unwrap();
+    custom.write_progress(40, "Copying", "").unwrap();
+    custom.set_state(Completed, None).unwrap();
+    assert!(custom.write_progress(99, "after the end", "").is_err());
+    let p = custom.job().progress().unwrap();
+    assert_eq!((p.percent_complete, p.activity.as_str()), (40, "Copying"));
+    remove_all(&[custom.job().clone()]);
 }

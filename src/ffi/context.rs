@@ -26,7 +26,7 @@ pub(crate) fn as_c(ctx: &WorkContext) -> *mut bgjob_context {
 
 /// # Safety
 /// `ctx` is NULL or came from `as_c` for a context still alive.
-unsafe fn context<'a>(ctx: *const bgjob_context) -> crate::Result<&'a WorkContext> {
+pub(crate) unsafe fn context<'a>(ctx: *const bgjob_context) -> crate::Result<&'a WorkContext> {
     // SAFETY: as the caller guarantees; NULL is refused.
     unsafe { non_null(ctx.cast::<WorkContext>(), "ctx") }
 }

@@ -30,6 +30,7 @@ pub struct bgjob_job_info {
     has_more_data: bool,
     children: Vec<u64>,
     progress: Option<(i32, CString, CString)>,
+    prompt: Option<CString>,
 }
 
 pub(crate) fn unix_ns(t: Option<SystemTime>) -> i64 {
@@ -61,6 +62,7 @@ fn snapshot(job: &Job) -> bgjob_job_info {
                 to_cstring(&p.status_description),
             )
         }),
+        prompt: job.prompt().as_deref().map(to_cstring),
     }
 }
 
@@ -229,6 +231,21 @@ pub unsafe extern "C" fn bgjob_job_info_status_message(
 pub unsafe extern "C" fn bgjob_job_info_state(info: *const bgjob_job_info) -> bgjob_job_state {
     // SAFETY: as documented for the caller.
     unsafe { field(info, 0, |i| i.state) }
+}
+
+/// What the job's work asked its host for (`bgjob_context_read_input`) while the job is
+/// Blocked waiting for input; NULL otherwise. Answer with `bgjob_send_input`.
+///
+/// # Safety
+/// `info` is NULL or a live snapshot.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn bgjob_job_info_prompt(info: *const bgjob_job_info) -> *const c_char {
+    // SAFETY: as documented for the caller.
+    unsafe {
+        field(info, ptr::null(), |i| {
+            i.prompt.as_ref().map_or(ptr::null(), |p| p.as_ptr())
+        })
+    }
 }
 
 /// The reason for the state, if an error caused it; NULL otherwise.

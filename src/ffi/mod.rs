@@ -9,6 +9,9 @@
 mod boundary;
 pub mod callbacks;
 pub mod context;
+pub mod control;
+pub mod custom;
+pub mod event_queue;
 pub mod job;
 pub mod pool;
 pub mod records;

@@ -1,8 +1,10 @@
-//! Start-Job from C: the start spec builder and `bgjob_start` (a thread job, or a parallel
-//! job when the spec has inputs).
+//! Start-Job from C: the start spec builder, `bgjob_start` (a thread job, or a parallel
+//! job when the spec has inputs) and `bgjob_run_inline` (a thread job run on the caller's
+//! thread). `bgjob_create_custom` (src/ffi/custom.rs) makes a custom job from a spec.
 
 use super::callbacks::{ForeignData, bgjob_finalizer, bgjob_state_callback, required_callback};
 use super::context::{as_c, bgjob_work_fn};
+use super::custom::CustomSettings;
 use super::pool::bgjob_pool;
 use super::status::bgjob_status;
 use super::types::bytes_arg;
@@ -16,33 +18,40 @@ use crate::spec::JobSpec;
 use std::ffi::{c_char, c_void};
 use std::sync::Arc;
 
-/// What to start: built with the `bgjob_spec_*` functions, consumed by `bgjob_start`. A
-/// spec without inputs starts a thread job; one with inputs (`bgjob_spec_add_input`) a
-/// parallel job.
+/// What to start: built with the `bgjob_spec_*` functions, consumed by `bgjob_start`,
+/// `bgjob_run_inline` or `bgjob_create_custom`. A spec without inputs starts a thread job;
+/// one with inputs (`bgjob_spec_add_input`) a parallel job; `bgjob_create_custom` makes a
+/// custom job (no work; the host drives it) from its name, command, callbacks and the
+/// custom-only settings (`bgjob_spec_set_location`, `bgjob_spec_set_type_name`,
+/// `bgjob_spec_add_custom_child`, `bgjob_spec_on_stop`).
 pub struct bgjob_spec {
-    name: Option<String>,
-    command: Option<String>,
-    work: Option<(
+    pub(super) name: Option<String>,
+    pub(super) command: Option<String>,
+    pub(super) work: Option<(
         unsafe extern "C" fn(*mut super::context::bgjob_context, *mut c_void) -> i32,
         ForeignData,
     )>,
-    pool: Option<Pool>,
-    callbacks: Vec<StateCallback>,
+    pub(super) pool: Option<Pool>,
+    pub(super) callbacks: Vec<StateCallback>,
     /// With one or more inputs the spec starts a parallel job, one child per input.
-    inputs: Vec<Payload>,
+    pub(super) inputs: Vec<Payload>,
     /// The parallel job's own throttle (0 = only the pool's limits).
-    throttle_limit: usize,
+    pub(super) throttle_limit: usize,
+    /// What only a custom job has (`bgjob_create_custom`): location, type name, children,
+    /// stop callback.
+    pub(super) custom: CustomSettings,
 }
 
 /// # Safety
 /// `spec` is NULL or a live spec.
-unsafe fn spec_mut<'a>(spec: *mut bgjob_spec) -> Result<&'a mut bgjob_spec> {
+pub(super) unsafe fn spec_mut<'a>(spec: *mut bgjob_spec) -> Result<&'a mut bgjob_spec> {
     // SAFETY: as the caller guarantees.
     unsafe { spec.as_mut() }.ok_or_else(|| Error::InvalidArgument("spec is NULL".into()))
 }
 
 /// Creates an empty spec. Give it work with `bgjob_spec_set_work`, then start it with
-/// `bgjob_start` or free it with `bgjob_spec_free`.
+/// `bgjob_start` or run it with `bgjob_run_inline`; or, without work, make a custom job of
+/// it with `bgjob_create_custom`. Free a spec that is not used with `bgjob_spec_free`.
 ///
 /// # Safety
 /// `out_spec` is writable.
@@ -60,6 +69,7 @@ pub unsafe extern "C" fn bgjob_spec_new(out_spec: *mut *mut bgjob_spec) -> bgjob
             callbacks: Vec::new(),
             inputs: Vec::new(),
             throttle_limit: 0,
+            custom: CustomSettings::default(),
         });
         // SAFETY: non-NULL and writable, as documented.
         unsafe { *out_spec = Box::into_raw(spec) };
@@ -218,7 +228,8 @@ pub unsafe extern "C" fn bgjob_spec_set_throttle_limit(
 }
 
 /// Adds a state-change callback, registered before the job can run so that no change is
-/// missed (its first call is for NotStarted → Running or → Stopped). For a parallel job it
+/// missed (its first call is for NotStarted → Running or → Stopped); for a custom job,
+/// before the host can move it. For a parallel job (or a custom job with children) it
 /// is registered on the parent, whose state follows its children's; register on a child
 /// with `bgjob_on_state_changed`. `finalizer` (may be NULL) frees `user_data` once, when
 /// the job is removed or the spec freed unstarted; it runs even if this call fails.
@@ -257,31 +268,84 @@ pub unsafe extern "C" fn bgjob_spec_on_state_changed(
 /// The work's return code decides each job's (or child's) end: 0 completes it, anything
 /// else fails it (see `bgjob_work_fn`). The spec is consumed (freed) whatever the result;
 /// on failure nothing is left behind and its user data is finalized. Fails with
-/// `BGJOB_E_INVALID_ARGUMENT` if the spec has no work and `BGJOB_E_SHUT_DOWN` if its pool
-/// was shut down.
+/// `BGJOB_E_INVALID_ARGUMENT` if the spec has no work or holds settings only a custom job
+/// has (see `bgjob_create_custom`), and `BGJOB_E_SHUT_DOWN` if its pool was shut down.
 ///
 /// # Safety
 /// `spec` is NULL or a live spec, not used after this call; `out_id` is writable.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn bgjob_start(spec: *mut bgjob_spec, out_id: *mut u64) -> bgjob_status {
     boundary(|| {
-        if spec.is_null() {
-            return Err(Error::InvalidArgument("spec is NULL".into()));
-        }
-        // SAFETY: a live spec from bgjob_spec_new, as documented; we take it over.
-        let spec = unsafe { Box::from_raw(spec) };
-        if out_id.is_null() {
-            return Err(Error::InvalidArgument("out_id is NULL".into()));
-        }
+        // SAFETY: as documented for the caller.
+        let spec = unsafe { take_spec(spec, out_id) }?;
+        spec.custom.refuse("bgjob_start")?;
         let job = if spec.inputs.is_empty() {
-            start_thread_job(*spec)?
+            start_thread_job(spec)?
         } else {
-            start_parallel(*spec)?
+            start_parallel(spec)?
         };
-        // SAFETY: non-NULL and writable, as documented.
+        // SAFETY: non-NULL (checked by take_spec) and writable, as documented.
         unsafe { *out_id = job.id() };
         Ok(())
     })
+}
+
+/// An inline run (PowerShell's cmdlet without `-AsJob`): the thread job `bgjob_start`
+/// would start from `spec`, but its work runs here, on the calling thread, and this returns
+/// only once the job is finished and the callbacks of its finished state have run. It is
+/// the same job: in the repository (its id in `*out_id`), with the same states, callbacks
+/// (NotStarted → Running, then Running → Completed or Failed, called on this thread) and
+/// records. Receive its records and remove it as for any job. A stop asked from another
+/// thread meanwhile works as for any running job (the work sees it with
+/// `bgjob_context_stop_requested`; the callbacks of the changes that stop makes may run on
+/// that thread). The spec's pool, if any, is not used.
+///
+/// The status says whether the run happened, not how the job ended: `BGJOB_OK` also for a
+/// job whose work failed (read its state with `bgjob_get_state`).
+///
+/// The spec is consumed (freed) whatever the result; on failure no job is made and its
+/// user data is finalized. `BGJOB_E_INVALID_ARGUMENT` if the spec has no work, if it has
+/// inputs (`bgjob_spec_add_input`: a parallel job's children run on a pool, so a parallel
+/// job cannot run inline; start it with `bgjob_start`), or if it holds settings only a
+/// custom job has (see `bgjob_create_custom`).
+///
+/// # Safety
+/// `spec` is NULL or a live spec, not used after this call; `out_id` is writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn bgjob_run_inline(spec: *mut bgjob_spec, out_id: *mut u64) -> bgjob_status {
+    boundary(|| {
+        // SAFETY: as documented for the caller.
+        let spec = unsafe { take_spec(spec, out_id) }?;
+        if !spec.inputs.is_empty() {
+            return Err(Error::InvalidArgument(format!(
+                "the spec has {} input(s): a parallel job cannot run inline (its children \
+                 run on a pool); start it with bgjob_start",
+                spec.inputs.len()
+            )));
+        }
+        spec.custom.refuse("bgjob_run_inline")?;
+        let job = thread_job_spec(spec)?.run_inline();
+        // SAFETY: non-NULL (checked by take_spec) and writable, as documented.
+        unsafe { *out_id = job.id() };
+        Ok(())
+    })
+}
+
+/// Takes over a spec handed to a function that consumes it: from here on it is freed (and
+/// its user data finalized) whatever happens, also when `out_id` is NULL.
+///
+/// # Safety
+/// `spec` is NULL or a live spec from `bgjob_spec_new`, not used by the caller afterwards.
+pub(super) unsafe fn take_spec(spec: *mut bgjob_spec, out_id: *mut u64) -> Result<bgjob_spec> {
+    if spec.is_null() {
+        return Err(Error::InvalidArgument("spec is NULL".into()));
+    }
+    // SAFETY: a live spec from bgjob_spec_new, as the caller guarantees; we take it over.
+    let spec = *unsafe { Box::from_raw(spec) };
+    if out_id.is_null() {
+        return Err(Error::InvalidArgument("out_id is NULL".into()));
+    }
+    Ok(spec)
 }
 
 /// The C convention for a work's return code: 0 completes the job, anything else fails it
@@ -294,7 +358,9 @@ fn outcome(rc: i32) -> crate::job::WorkResult {
     }
 }
 
-fn start_thread_job(spec: bgjob_spec) -> Result<Arc<crate::job::Job>> {
+/// The core's spec of the thread job `spec` describes: what `bgjob_start` queues and
+/// `bgjob_run_inline` runs in place.
+fn thread_job_spec(spec: bgjob_spec) -> Result<JobSpec> {
     let (work, data) = spec
         .work
         .ok_or_else(|| Error::InvalidArgument("the spec has no work".into()))?;
@@ -318,7 +384,11 @@ fn start_thread_job(spec: bgjob_spec) -> Result<Arc<crate::job::Job>> {
     for cb in spec.callbacks {
         js = js.on_state_changed_boxed(cb);
     }
-    js.start()
+    Ok(js)
+}
+
+fn start_thread_job(spec: bgjob_spec) -> Result<Arc<crate::job::Job>> {
+    thread_job_spec(spec)?.start()
 }
 
 fn start_parallel(spec: bgjob_spec) -> Result<Arc<crate::job::Job>> {

@@ -31,6 +31,9 @@ pub const BGJOB_E_ALREADY_INITIALIZED: bgjob_status = 9;
 pub const BGJOB_E_BUFFER_TOO_SMALL: bgjob_status = 10;
 /// A bug: a panic inside bgjob was caught at the boundary. The message says where.
 pub const BGJOB_E_PANIC: bgjob_status = 11;
+/// Every job the wait still waits for is Blocked waiting for input (see
+/// `bgjob_send_input`): only the host can move them on, so the wait would never end.
+pub const BGJOB_E_BLOCKED: bgjob_status = 12;
 
 pub(crate) fn status_of(e: &Error) -> bgjob_status {
     match e {
@@ -45,6 +48,7 @@ pub(crate) fn status_of(e: &Error) -> bgjob_status {
         Error::AlreadyInitialized(_) => BGJOB_E_ALREADY_INITIALIZED,
         Error::BufferTooSmall { .. } => BGJOB_E_BUFFER_TOO_SMALL,
         Error::Panic(_) => BGJOB_E_PANIC,
+        Error::Blocked(_) => BGJOB_E_BLOCKED,
     }
 }
 
@@ -65,6 +69,7 @@ pub extern "C" fn bgjob_status_name(status: bgjob_status) -> *const c_char {
         BGJOB_E_ALREADY_INITIALIZED => b"BGJOB_E_ALREADY_INITIALIZED\0",
         BGJOB_E_BUFFER_TOO_SMALL => b"BGJOB_E_BUFFER_TOO_SMALL\0",
         BGJOB_E_PANIC => b"BGJOB_E_PANIC\0",
+        BGJOB_E_BLOCKED => b"BGJOB_E_BLOCKED\0",
         _ => b"BGJOB_E_UNKNOWN\0",
     };
     name.as_ptr().cast()

@@ -92,7 +92,11 @@ int main(int argc, char **argv) {
     RUN_TEST(test_environment_sets_threads_and_throttle);
     RUN_TEST(test_configure_after_first_use_is_refused);
     CHECK_OK(bgjob_shutdown(BGJOB_INFINITE));
-    /* After the shutdown no bgjob thread is left (only this one). */
+    /* After the shutdown no bgjob thread is left (only this one). A joined thread can
+     * still be listed in /proc for a moment after pthread_join returns (the kernel wakes
+     * the joiner before it has reaped the task): a bounded poll, not a sleep. */
+    double deadline = now_ms() + 10000;
+    while (thread_count() != 1 && now_ms() < deadline) sleep_ms(1);
     CHECK(thread_count() == 1);
     RUN_TEST_ARG(test_configure_before_first_use_wins, argv[0]);
     return check_summary("test_default_pool");

@@ -59,6 +59,17 @@ create_exception!(
     JobError,
     "The wait could never end (a job waiting on itself, or a callback on a later change of its own job)."
 );
+// A sibling of WouldDeadlockError, not a subclass: the C ABI gives it a status of its own
+// (BGJOB_E_BLOCKED), and the fitting reaction differs. WouldDeadlockError is a bug of the
+// program (no one can ever end that wait); JobsBlockedError is a request of the jobs: their
+// host answers the prompts (`Job.send_input`) and waits again. A handler of the first must
+// not swallow the second as a bug.
+create_exception!(
+    bgjob,
+    JobsBlockedError,
+    JobError,
+    "Every job the wait still waits for is Blocked waiting for input (PowerShell's BlockedJobsDeadlockWithWaitJob): only its host can move it on, so the wait gives up rather than hang. Answer each job's `prompt` with `Job.send_input`, then wait again."
+);
 create_exception!(
     bgjob,
     AlreadyInitializedError,
@@ -97,6 +108,7 @@ pub(crate) fn to_py(e: bgjob::Error) -> PyErr {
         E::InvalidState(_) => InvalidJobStateError::new_err(msg),
         E::ShutDown(_) => PoolShutDownError::new_err(msg),
         E::WouldDeadlock(_) => WouldDeadlockError::new_err(msg),
+        E::Blocked(_) => JobsBlockedError::new_err(msg),
         E::AlreadyInitialized(_) => AlreadyInitializedError::new_err(msg),
         E::Panic(_) => InternalError::new_err(msg),
     }
@@ -130,6 +142,7 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     )?;
     m.add("PoolShutDownError", py.get_type::<PoolShutDownError>())?;
     m.add("WouldDeadlockError", py.get_type::<WouldDeadlockError>())?;
+    m.add("JobsBlockedError", py.get_type::<JobsBlockedError>())?;
     m.add(
         "AlreadyInitializedError",
         py.get_type::<AlreadyInitializedError>(),
