@@ -95,10 +95,12 @@ impl Job {
             // Resumed before it reached the checkpoint.
             self.change_state_if(JobState::Suspended, JobState::Running)?;
         }
+        // Until the job left Suspended and its latest change was delivered. (Not "until the
+        // delivered state left Suspending/Suspended": a resume and a new suspend back to
+        // back would keep it parked for ever, at Suspending.)
         blocking(|| {
             self.park_until(|stored, delivered| {
-                stored != JobState::Suspended
-                    && !matches!(delivered, JobState::Suspending | JobState::Suspended)
+                stored != JobState::Suspended && delivered == stored
             })
         });
         Ok(())
@@ -109,9 +111,7 @@ impl Job {
     pub(crate) fn read_input(self: &Arc<Self>, prompt: &str) -> Result<Payload> {
         self.block_for_input(prompt)?;
         blocking(|| {
-            self.park_until(|stored, delivered| {
-                stored != JobState::Blocked && delivered != JobState::Blocked
-            })
+            self.park_until(|stored, delivered| stored != JobState::Blocked && delivered == stored)
         });
         self.take_input().ok_or_else(|| {
             Error::InvalidState(format!(

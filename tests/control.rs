@@ -66,6 +66,33 @@ fn suspend_parks_at_the_checkpoint_and_resume_lets_it_complete() {
 }
 
 #[test]
+fn a_suspend_right_after_a_resume_suspends_again_and_can_be_stopped() {
+    let work = checkpointing(Arc::new(AtomicBool::new(false)));
+    let job = JobSpec::new(move |ctx| work(ctx)).start().unwrap();
+    assert!(eventually(|| job.state() == Running));
+    for round in 0..20 {
+        job.suspend().unwrap();
+        assert!(
+            eventually(|| job.state() == Suspended),
+            "round {round}: {}",
+            job.state()
+        );
+        // Back to back: the parked work may not have woken between the two.
+        job.resume().unwrap();
+        job.suspend().unwrap();
+        assert!(
+            eventually(|| job.state() == Suspended),
+            "round {round}: {}",
+            job.state()
+        );
+        job.resume().unwrap();
+    }
+    stop_job(&job, Some(LONG)).unwrap();
+    assert_eq!(job.state(), Stopped);
+    remove_all(&[job]);
+}
+
+#[test]
 fn a_stop_of_a_suspended_job_ends_it_stopped() {
     let (events, record) = recorder();
     let work = checkpointing(Arc::new(AtomicBool::new(false)));

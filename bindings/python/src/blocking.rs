@@ -64,3 +64,72 @@ pub(crate) fn call_from_bgjob(
         }
     });
 }
+
+/// Whether the calling thread is the interpreter's main thread: the only thread on which
+/// Python runs signal handlers, so the only one where Ctrl-C can interrupt a wait.
+pub(crate) fn on_main_thread(py: Python<'_>) -> PyResult<bool> {
+    let threading = py.import("threading")?;
+    let main = threading.call_method0("main_thread")?.getattr("ident")?;
+    main.eq(threading.call_method0("get_ident")?)
+}
+
+/// Parks a job's work on the main thread (an inline run there) with Ctrl-C honoured: `park`
+/// — the core's checkpoint or input read, which parks without a deadline — runs on a
+/// helper thread while this thread waits in slices, checking signals. A parked job can
+/// leave Suspended or Blocked only by a resume, input or stop, so on an interrupt `job` is
+/// stopped (its park then ends, as for any stop) and the signal handler's exception
+/// (`KeyboardInterrupt`) is raised once the helper is done: the job ends Stopped, never
+/// stuck in a state its work has left.
+pub(crate) fn park_interruptibly<T: Send + 'static>(
+    py: Python<'_>,
+    job: &std::sync::Arc<bgjob::Job>,
+    park: impl FnOnce() -> Result<T, bgjob::Error> + Send + 'static,
+) -> PyResult<T> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let helper = std::thread::Builder::new()
+        .name("bgjob-park".into())
+        .spawn(move || {
+            // Fails only if the waiting side is gone, and then nobody needs the answer.
+            let _ = tx.send(park());
+        })
+        .map_err(|e| {
+            crate::errors::InternalError::new_err(format!("cannot start a thread to park on: {e}"))
+        })?;
+    // In a mutex only to be shared with the slices (a receiver is not `Sync`).
+    let rx = std::sync::Mutex::new(rx);
+    let answer = |timeout: Option<Duration>| {
+        let rx = rx.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        match timeout {
+            Some(t) => rx.recv_timeout(t),
+            None => rx
+                .recv()
+                .map_err(|_| std::sync::mpsc::RecvTimeoutError::Disconnected),
+        }
+    };
+    let waited = sliced(py, None, |slice| match answer(Some(slice)) {
+        Ok(parked) => Ok(Some(parked)),
+        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => Ok(None),
+        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => Err(bgjob::Error::Panic(
+            "the thread parked for the job's work ended without an answer".into(),
+        )),
+    });
+    match waited {
+        Ok(Some(parked)) => {
+            // It has sent its answer: it is ending.
+            py.detach(|| helper.join()).ok();
+            parked.map_err(crate::errors::to_py)
+        }
+        // A wait without a timeout ends with an answer or an error.
+        Ok(None) => Err(crate::errors::InternalError::new_err(
+            "a park without a timeout ended without an answer",
+        )),
+        Err(interrupt) => {
+            py.detach(|| {
+                job.request_stop();
+                let _ = answer(None);
+                let _ = helper.join();
+            });
+            Err(interrupt)
+        }
+    }
+}

@@ -201,6 +201,57 @@ impl JobContext {
         self.ctx.stop_requested()
     }
 
+    /// A checkpoint (Suspend-Job's cooperation): returns at once unless a suspend of the
+    /// job was asked; then the job becomes Suspended here and this parks, with the
+    /// interpreter released, until the job is resumed (it returns and the work goes on) or
+    /// stopped (it returns: check `stop_requested` after it, and return). Work that never
+    /// calls it cannot be suspended: its job stays Suspending until the work ends.
+    ///
+    /// Ctrl-C reaches Python only on the main thread, so only an inline run there
+    /// (`run_job`) can be interrupted while parked: the interrupt stops the job (a job
+    /// cannot leave Suspended any other way without a resume) and `KeyboardInterrupt` is
+    /// raised from here; the job ends Stopped. On a pool's worker thread it parks until a
+    /// resume or stop (at interpreter exit bgjob stops it, so it returns).
+    fn checkpoint(&self, py: Python<'_>) -> PyResult<()> {
+        // The core's checkpoint acts only on a Suspending job and passes any other state
+        // at once, so that case is answered here: a work that checkpoints in a tight loop
+        // does not hand the interpreter to other threads at every call. A suspend asked
+        // after this look is taken at the next checkpoint, as it would be by the core.
+        if self.ctx.job().state() != bgjob::JobState::Suspending {
+            return Ok(());
+        }
+        if crate::blocking::on_main_thread(py)? {
+            let ctx = self.ctx.clone();
+            return crate::blocking::park_interruptibly(py, self.ctx.job(), move || {
+                ctx.checkpoint()
+            });
+        }
+        py.detach(|| self.ctx.checkpoint()).py_err()
+    }
+
+    /// Asks the job's host for input: the job becomes Blocked, showing `prompt` (its
+    /// `Job.prompt`), and this parks, with the interpreter released, until the host sends
+    /// input with `Job.send_input(obj)` — it returns that very object (`bytes` if a C
+    /// host sent it) and the job runs again — or stops the job: then it raises
+    /// `InvalidJobStateError` (and `stop_requested` is true). A wait on jobs that are all
+    /// Blocked raises `JobsBlockedError` instead of hanging.
+    ///
+    /// Ctrl-C while parked: as for `checkpoint`, only an inline run on the main thread can
+    /// be interrupted; the interrupt stops the job and raises `KeyboardInterrupt` here.
+    #[pyo3(signature = (prompt = ""))]
+    fn read_input<'py>(&self, py: Python<'py>, prompt: &str) -> PyResult<Bound<'py, PyAny>> {
+        let input = if crate::blocking::on_main_thread(py)? {
+            let ctx = self.ctx.clone();
+            let prompt = prompt.to_string();
+            crate::blocking::park_interruptibly(py, self.ctx.job(), move || {
+                ctx.read_input(&prompt)
+            })?
+        } else {
+            py.detach(|| self.ctx.read_input(prompt)).py_err()?
+        };
+        convert::payload_value(py, &input)
+    }
+
     /// Fails the job with `reason` when the work returns, whatever it returns.
     fn fail(&self, reason: &str) {
         self.ctx.fail(reason);

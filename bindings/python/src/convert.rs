@@ -28,6 +28,7 @@ cached_type!(warning_record_type, "WarningRecord");
 cached_type!(verbose_record_type, "VerboseRecord");
 cached_type!(debug_record_type, "DebugRecord");
 cached_type!(information_record_type, "InformationRecord");
+cached_type!(job_event_type, "JobEvent");
 fn from_ns_fn(py: Python<'_>) -> PyResult<&Bound<'_, PyAny>> {
     static CELL: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
     CELL.import(py, "bgjob._types", "_datetime_from_ns")
@@ -58,6 +59,15 @@ pub(crate) fn state_info<'py>(
     state_info_type(py)?.call1((job_state(py, i.state)?, i.reason.as_deref()))
 }
 
+/// An event queue's event as `bgjob.JobEvent(job_id, state_info, previous_state_info)`.
+pub(crate) fn job_event<'py>(py: Python<'py>, e: &bgjob::JobEvent) -> PyResult<Bound<'py, PyAny>> {
+    job_event_type(py)?.call1((
+        e.job_id,
+        state_info(py, &e.state_info)?,
+        state_info(py, &e.previous_state_info)?,
+    ))
+}
+
 /// Nanoseconds since the epoch.
 pub(crate) fn unix_ns(t: SystemTime) -> i128 {
     match t.duration_since(UNIX_EPOCH) {
@@ -76,7 +86,10 @@ pub(crate) fn datetime<'py>(py: Python<'py>, t: Option<SystemTime>) -> PyResult<
 
 /// The payload's Python value: the object written from Python, `bytes` written from C,
 /// or a `ProgressRecord`.
-fn payload_value<'py>(py: Python<'py>, p: &bgjob::Payload) -> PyResult<Bound<'py, PyAny>> {
+pub(crate) fn payload_value<'py>(
+    py: Python<'py>,
+    p: &bgjob::Payload,
+) -> PyResult<Bound<'py, PyAny>> {
     Ok(match p {
         bgjob::Payload::Object(o) => match o.downcast_ref::<PyValue>() {
             Some(v) => v.0.clone_ref(py).into_bound(py),

@@ -69,6 +69,18 @@ pub(crate) fn wait_done(
     .is_some())
 }
 
+/// `Err(Blocked)` if `job` is Blocked waiting for input, as the core's wait reports it (a
+/// wait of a nanosecond asks it). The core's wait for records does not check: without
+/// this, `receive(wait=True)` on a Blocked job would sit out its whole timeout.
+fn fail_if_blocked(job: &Arc<bgjob::Job>) -> bgjob::Result<()> {
+    bgjob::wait_jobs(
+        std::slice::from_ref(job),
+        WaitMode::All,
+        Some(Duration::from_nanos(1)),
+    )
+    .map(drop)
+}
+
 /// Stops `job`, waiting (interruptibly) up to `timeout` for it to finish.
 pub(crate) fn stop(
     py: Python<'_>,
@@ -205,7 +217,9 @@ impl Job {
 
     /// Wait-Job: blocks until the job is finished (or Suspended/Disconnected) and the
     /// callbacks of that change have run, or `timeout` seconds pass (None = no limit,
-    /// 0 = poll). Returns whether it is done. Releases the interpreter; Ctrl-C interrupts.
+    /// 0 = poll). Returns whether it is done. Raises `JobsBlockedError` rather than hang
+    /// when the job is Blocked waiting for input. Releases the interpreter; Ctrl-C
+    /// interrupts.
     #[pyo3(signature = (timeout = None))]
     fn wait(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<bool> {
         if timeout != Some(0.0) && !self.job.is_done() {
@@ -221,7 +235,8 @@ impl Job {
     /// as `ErrorRecord`, `WarningRecord`, …, progress as `ProgressRecord`. `keep` copies
     /// instead of taking; `max` takes at most that many (the rest stay); `wait` first
     /// blocks until the job is finished or `max` records are there, up to `timeout`
-    /// seconds; `auto_remove` (with `wait`) removes the finished job afterwards.
+    /// seconds (`JobsBlockedError` if they cannot come: the job is Blocked waiting for
+    /// input); `auto_remove` (with `wait`) removes the finished job afterwards.
     #[pyo3(signature = (keep = false, max = None, wait = false, timeout = None, auto_remove = false, as_records = false))]
     // Each is a keyword argument of the Python method, not a Rust API to bundle.
     #[allow(clippy::too_many_arguments)]
@@ -248,6 +263,14 @@ impl Job {
         if wait {
             let timeout = timeout_arg(timeout)?;
             sliced(py, timeout, |slice| {
+                if let Err(blocked) = fail_if_blocked(&self.job) {
+                    // Blocked with the records asked for already there: they are the answer.
+                    return if self.job.wait_for_records(max, Some(Duration::ZERO))? {
+                        Ok(Some(()))
+                    } else {
+                        Err(blocked)
+                    };
+                }
                 Ok(self.job.wait_for_records(max, Some(slice))?.then_some(()))
             })?;
         }
@@ -287,6 +310,41 @@ impl Job {
         remove(py, &self.job, force)
     }
 
+    /// Suspend-Job: a Running job becomes Suspending, and Suspended when its work reaches
+    /// its next `JobContext.checkpoint()`, where the work parks until `resume()` (or a
+    /// stop). A parent suspends its running children and is Suspended once each is
+    /// Suspended or finished. Suspended is persistent: `wait()` returns there. Returns at
+    /// once; suspending a Suspending or Suspended job does nothing; any other state (a
+    /// queued or finished job) raises `InvalidJobStateError`. Work that never checkpoints
+    /// stays Suspending until it ends.
+    fn suspend(&self, py: Python<'_>) -> PyResult<()> {
+        // Released: the change's callbacks run on this thread and attach by themselves.
+        py.detach(|| self.job.suspend()).py_err()
+    }
+
+    /// Resume-Job: a Suspended job runs again (its work's checkpoint returns); a job still
+    /// Suspending will not park. A parent resumes its children. Resuming a job that is
+    /// neither does nothing.
+    fn resume(&self, py: Python<'_>) -> PyResult<()> {
+        py.detach(|| self.job.resume()).py_err()
+    }
+
+    /// Answers a job that is Blocked waiting for input (its `prompt` says what it asks):
+    /// its work's `JobContext.read_input()` returns `obj` — the very object, not a copy —
+    /// and the job runs again. Raises `InvalidJobStateError` if the job is not Blocked (a
+    /// parent never asks itself: answer its Blocked child).
+    fn send_input(&self, py: Python<'_>, obj: &Bound<'_, PyAny>) -> PyResult<()> {
+        let input = convert::payload(obj);
+        py.detach(|| self.job.send_input(input)).py_err()
+    }
+
+    /// What the job's work asks its host while the job is Blocked waiting for input (the
+    /// `prompt` given to `JobContext.read_input`); None in any other state.
+    #[getter]
+    fn prompt(&self) -> Option<String> {
+        self.job.prompt()
+    }
+
     /// Registers `callback(job, state_info, previous_state_info)` for the job's later state
     /// changes. It runs on a bgjob thread; an exception goes to `sys.unraisablehook`.
     /// Returns a `Registration` whose `unregister()` ends it.
@@ -298,7 +356,8 @@ impl Job {
     /// Like `concurrent.futures.Future.result`: waits up to `timeout` seconds, then returns
     /// the work's return value, or re-raises its exception (`JobFailedError` if it has
     /// none), or raises `JobStoppedError` if it was stopped; `JobTimeoutError` if it is not
-    /// finished by then.
+    /// finished by then (also when it stops at Suspended); `JobsBlockedError` if it is
+    /// Blocked waiting for input.
     #[pyo3(signature = (timeout = None))]
     fn result(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<Py<PyAny>> {
         if timeout != Some(0.0) && !self.job.state().is_finished() {

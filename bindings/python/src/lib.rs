@@ -7,6 +7,7 @@ mod context;
 mod convert;
 mod custom;
 mod errors;
+mod event_queue;
 mod exit;
 mod job;
 mod pool;
@@ -264,6 +265,8 @@ fn get_jobs(
 
 /// Wait-Job: waits until all (or, with `any`, one) of `jobs` are done, or `timeout` seconds
 /// pass (None = no limit, 0 = poll). Returns the jobs that are done, in the order given.
+/// A job is done when finished, Suspended or Disconnected. Raises `JobsBlockedError` rather
+/// than hang when every job it still waits for is Blocked waiting for input.
 #[pyfunction]
 #[pyo3(signature = (jobs, any = false, timeout = None))]
 fn wait_jobs(
@@ -324,6 +327,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Pool>()?;
     m.add_class::<Registration>()?;
     m.add_class::<context::JobContext>()?;
+    m.add_class::<event_queue::EventQueue>()?;
     m.add_function(wrap_pyfunction!(start_job, m)?)?;
     m.add_function(wrap_pyfunction!(start_parallel_job, m)?)?;
     m.add_function(wrap_pyfunction!(run_job, m)?)?;

@@ -14,7 +14,8 @@ from _support import LONG, gated, wait_event
 ERRORS = [
     "AlreadyInitializedError", "ChildJobError", "InternalError", "InvalidArgumentError",
     "InvalidJobStateError", "JobFailedError", "JobNotFinishedError", "JobStoppedError",
-    "JobTimeoutError", "NoSuchJobError", "PoolShutDownError", "WouldDeadlockError",
+    "JobTimeoutError", "JobsBlockedError", "NoSuchJobError", "PoolShutDownError",
+    "WouldDeadlockError",
 ]
 
 # An id far beyond any this process will ever hand out.

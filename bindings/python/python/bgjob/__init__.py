@@ -7,8 +7,11 @@ here as a job (``run_job``), or wrap work bgjob does not run — remote, foreign
 state change through callbacks; wait for one, any or all jobs with a timeout
 (``Job.wait``, ``wait_jobs``); receive every record the work produced, nothing lost and
 nothing twice (``Job.receive``); stop runaway work (``Job.stop``) and free everything
-(``Job.remove``). Also: ``await job``, ``wait_jobs_async`` and ``Executor``, a
-``concurrent.futures.Executor``.
+(``Job.remove``); suspend and resume work at its checkpoints (``Job.suspend``,
+``Job.resume``) and answer work that asks for input (``Job.prompt``,
+``Job.send_input``). Also: ``await job``, ``wait_jobs_async``, ``EventQueue`` (every
+state change, drained on the program's own thread, with a descriptor for ``select`` and
+``loop.add_reader``) and ``Executor``, a ``concurrent.futures.Executor``.
 
 Jobs live in a process-wide repository (``get_job``, ``get_jobs``) and run on pools of
 worker threads (``Pool``); the work itself runs Python code, so it shares the interpreter
@@ -57,6 +60,7 @@ from ._native import (  # noqa: E402
     AlreadyInitializedError,
     ChildJobError,
     CustomJob,
+    EventQueue,
     InternalError,
     InvalidArgumentError,
     InvalidJobStateError,
@@ -67,6 +71,7 @@ from ._native import (  # noqa: E402
     JobNotFinishedError,
     JobStoppedError,
     JobTimeoutError,
+    JobsBlockedError,
     NoSuchJobError,
     Pool,
     PoolShutDownError,
@@ -86,6 +91,7 @@ from ._types import (  # noqa: E402
     DebugRecord,
     ErrorRecord,
     InformationRecord,
+    JobEvent,
     JobState,
     JobStateInfo,
     OutputRecord,
@@ -104,6 +110,7 @@ __all__ = [
     "CustomJob",
     "DebugRecord",
     "ErrorRecord",
+    "EventQueue",
     "Executor",
     "InformationRecord",
     "InternalError",
@@ -112,6 +119,7 @@ __all__ = [
     "Job",
     "JobContext",
     "JobError",
+    "JobEvent",
     "JobLike",
     "JobFailedError",
     "JobNotFinishedError",
@@ -119,6 +127,7 @@ __all__ = [
     "JobStateInfo",
     "JobStoppedError",
     "JobTimeoutError",
+    "JobsBlockedError",
     "NoSuchJobError",
     "OutputRecord",
     "Pool",
@@ -138,10 +147,12 @@ __all__ = [
     "on_any_state_changed",
     "receive_job",
     "remove_job",
+    "resume_job",
     "run_job",
     "start_job",
     "start_parallel_job",
     "stop_job",
+    "suspend_job",
     "wait_jobs",
     "wait_jobs_async",
 ]
@@ -206,3 +217,13 @@ def stop_job(job: JobLike, timeout: Optional[float] = None) -> None:
 def remove_job(job: JobLike, force: bool = False) -> None:
     """Remove-Job for a job or job id: see ``Job.remove``."""
     _job(job).remove(force=force)
+
+
+def suspend_job(job: JobLike) -> None:
+    """Suspend-Job for a job or job id: see ``Job.suspend``."""
+    _job(job).suspend()
+
+
+def resume_job(job: JobLike) -> None:
+    """Resume-Job for a job or job id: see ``Job.resume``."""
+    _job(job).resume()

@@ -9,6 +9,7 @@ from typing import Any, NamedTuple, Optional
 __all__ = [
     "JobState",
     "JobStateInfo",
+    "JobEvent",
     "Stream",
     "StreamRecord",
     "OutputRecord",
@@ -50,6 +51,30 @@ class JobStateInfo(NamedTuple):
 
     state: JobState
     reason: Optional[str] = None
+
+
+class JobEvent(NamedTuple):
+    """One state change, as an ``EventQueue`` delivers it: the job's id, its new state info
+    and its state info before the change (the same ``JobStateInfo`` a state-change
+    callback gets). Immutable; ``get_job(event.job_id)`` gives the job while it is in the
+    repository."""
+
+    job_id: int
+    state_info: JobStateInfo
+    previous_state_info: JobStateInfo
+
+
+def _document_fields(cls: type, docs: "dict[str, str]") -> None:
+    """Replaces a NamedTuple's "Alias for field number N" with what each field means."""
+    for field, doc in docs.items():
+        getattr(cls, field).__doc__ = doc
+
+
+_document_fields(JobEvent, {
+    "job_id": "The id of the job that changed.",
+    "state_info": "Its new state info (a JobStateInfo).",
+    "previous_state_info": "Its state info before the change (a JobStateInfo).",
+})
 
 
 class Stream(enum.IntEnum):
