@@ -51,6 +51,12 @@
 #define BGJOB_WAIT_ANY 1
 
 /**
+ * `bgjob_wait` flag, OR-ed into the mode (Wait-Job -Force): a job is done only when it
+ * is finished; the wait does not stop at Suspended or Disconnected.
+ */
+#define BGJOB_WAIT_FORCE 256
+
+/**
  * The context of a running job's work, handed to its work function. Valid only until the
  * work function returns; it may be used from threads of the work's own meanwhile.
  */
@@ -1345,8 +1351,10 @@ const char *bgjob_version(void);
 
 /**
  * Wait-Job: waits until all (`BGJOB_WAIT_ALL`) or any (`BGJOB_WAIT_ANY`) of the `count`
- * jobs in `ids` are done — finished (or Suspended/Disconnected), with the callbacks of
- * that change returned — or `timeout_ms` elapses (-1 = no limit, 0 = poll now).
+ * jobs in `ids` are done — finished (or Suspended/Disconnected, unless the mode has
+ * `BGJOB_WAIT_FORCE`), with the callbacks of that change returned — or `timeout_ms`
+ * elapses (-1 = no limit, 0 = poll now). `BGJOB_E_BLOCKED` if every job it still waits
+ * for is Blocked waiting for input.
  *
  * The ids of the jobs that are done are written, in the order given, to `out_done_ids`
  * (room for `count` ids; may be NULL) and their number to `*out_done_count` (may be NULL),

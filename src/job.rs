@@ -763,12 +763,22 @@ impl Job {
     /// Disconnected) and the callbacks of that change have returned. Inside one of the
     /// job's own callbacks the current state counts (later changes queue behind it).
     pub fn is_done(&self) -> bool {
+        self.is_done_by(JobState::is_persistent)
+    }
+
+    /// Whether a forced wait (Wait-Job -Force) on the job is over: it is finished and the
+    /// callbacks of that change have returned.
+    pub fn is_done_forced(&self) -> bool {
+        self.is_done_by(JobState::is_finished)
+    }
+
+    /// Whether the job's settled state satisfies `until` (`is_persistent` for a wait,
+    /// `is_finished` for a forced one). Inside one of its own callbacks: the current state.
+    pub(crate) fn is_done_by(&self, until: fn(JobState) -> bool) -> bool {
         if current::is_dispatching(self.id) {
-            return self.state().is_persistent();
+            return until(self.state());
         }
-        lock(&self.state)
-            .settled()
-            .is_some_and(JobState::is_persistent)
+        lock(&self.state).settled().is_some_and(until)
     }
 
     /// Refuses a wait on this job that could never end: from its own work, from a child's
@@ -801,14 +811,14 @@ impl Job {
     pub(crate) fn wait_until(
         &self,
         deadline: Option<Instant>,
-        until: fn(JobState) -> bool,
+        until: impl Fn(JobState) -> bool,
     ) -> bool {
         if current::is_dispatching(self.id) {
             return until(self.state());
         }
         let cell = lock(&self.state);
         wait_until(&self.delivered_changed, cell, deadline, |c| {
-            c.settled().is_some_and(until)
+            c.settled().is_some_and(&until)
         })
         .1
     }
@@ -824,12 +834,12 @@ impl Job {
 
     /// Registers `signal` to fire when the job becomes done (or Blocked); false (not
     /// registered) if it is done already.
-    pub(crate) fn add_waiter(&self, signal: &Arc<Signal>) -> bool {
-        if current::is_dispatching(self.id) && self.state().is_persistent() {
+    pub(crate) fn add_waiter(&self, signal: &Arc<Signal>, until: fn(JobState) -> bool) -> bool {
+        if current::is_dispatching(self.id) && until(self.state()) {
             return false;
         }
         let mut cell = lock(&self.state);
-        if cell.settled().is_some_and(JobState::is_persistent) {
+        if cell.settled().is_some_and(until) {
             return false;
         }
         cell.waiters.push(signal.clone());

@@ -66,5 +66,7 @@ pub use spec::{JobSpec, start_job};
 pub use state::{JobState, JobStateInfo, StateChangedEvent};
 /// The type of [`Job::instance_id`].
 pub use uuid::Uuid;
-pub use wait::{WaitMode, WaitResult, stop_job, wait_job_ids, wait_jobs};
+pub use wait::{
+    WaitMode, WaitResult, stop_job, wait_job_ids, wait_job_ids_forced, wait_jobs, wait_jobs_forced,
+};
 pub use wildcard::WildcardPattern;

@@ -40,11 +40,31 @@ pub fn wait_jobs(
     mode: WaitMode,
     timeout: Option<Duration>,
 ) -> Result<WaitResult> {
+    wait_jobs_until(jobs, mode, timeout, JobState::is_persistent)
+}
+
+/// Wait-Job -Force: like [`wait_jobs`], but a job is done only when it is finished — a
+/// wait does not stop at Suspended or Disconnected.
+pub fn wait_jobs_forced(
+    jobs: &[Arc<Job>],
+    mode: WaitMode,
+    timeout: Option<Duration>,
+) -> Result<WaitResult> {
+    wait_jobs_until(jobs, mode, timeout, JobState::is_finished)
+}
+
+/// The wait, with `until` saying which settled states count as done.
+fn wait_jobs_until(
+    jobs: &[Arc<Job>],
+    mode: WaitMode,
+    timeout: Option<Duration>,
+    until: fn(JobState) -> bool,
+) -> Result<WaitResult> {
     let deadline = timeout.map(|t| Instant::now() + t);
     let poll = timeout == Some(Duration::ZERO);
     if !poll {
         for j in jobs {
-            if !j.is_done() {
+            if !j.is_done_by(until) {
                 j.check_can_wait()?;
             }
         }
@@ -52,15 +72,17 @@ pub fn wait_jobs(
     let satisfied = match mode {
         // Only a wait that will block lends the worker to its pool.
         WaitMode::All => {
-            jobs.iter().all(|j| j.is_done()) || (!poll && blocking(|| wait_all(jobs, deadline))?)
+            jobs.iter().all(|j| j.is_done_by(until))
+                || (!poll && blocking(|| wait_all(jobs, deadline, until))?)
         }
         WaitMode::Any => {
-            jobs.iter().any(|j| j.is_done()) || (!poll && blocking(|| wait_any(jobs, deadline))?)
+            jobs.iter().any(|j| j.is_done_by(until))
+                || (!poll && blocking(|| wait_any(jobs, deadline, until))?)
         }
     };
     let done: Vec<JobId> = jobs
         .iter()
-        .filter(|j| j.is_done())
+        .filter(|j| j.is_done_by(until))
         .map(|j| j.id())
         .collect();
     let timed_out = !satisfied
@@ -72,12 +94,12 @@ pub fn wait_jobs(
 }
 
 /// `Err(Blocked)` if every job not done is Blocked (and some job is not done).
-fn check_not_all_blocked(jobs: &[Arc<Job>]) -> Result<()> {
-    let mut waiting = jobs.iter().filter(|j| !j.is_done()).peekable();
+fn check_not_all_blocked(jobs: &[Arc<Job>], until: fn(JobState) -> bool) -> Result<()> {
+    let mut waiting = jobs.iter().filter(|j| !j.is_done_by(until)).peekable();
     if waiting.peek().is_some() && waiting.all(|j| j.is_blocked()) {
         let ids: Vec<String> = jobs
             .iter()
-            .filter(|j| !j.is_done())
+            .filter(|j| !j.is_done_by(until))
             .map(|j| j.id().to_string())
             .collect();
         return Err(Error::Blocked(format!(
@@ -88,22 +110,30 @@ fn check_not_all_blocked(jobs: &[Arc<Job>]) -> Result<()> {
     Ok(())
 }
 
-fn wait_all(jobs: &[Arc<Job>], deadline: Option<Instant>) -> Result<bool> {
+fn wait_all(
+    jobs: &[Arc<Job>],
+    deadline: Option<Instant>,
+    until: fn(JobState) -> bool,
+) -> Result<bool> {
     loop {
         for j in jobs {
-            if !j.wait_until(deadline, |s| s.is_persistent() || s == JobState::Blocked) {
+            if !j.wait_until(deadline, |s| until(s) || s == JobState::Blocked) {
                 return Ok(false);
             }
         }
-        if jobs.iter().all(|j| j.is_done()) {
+        if jobs.iter().all(|j| j.is_done_by(until)) {
             return Ok(true);
         }
-        check_not_all_blocked(jobs)?;
+        check_not_all_blocked(jobs, until)?;
         // A job left Blocked while we waited for another: wait again.
     }
 }
 
-fn wait_any(jobs: &[Arc<Job>], deadline: Option<Instant>) -> Result<bool> {
+fn wait_any(
+    jobs: &[Arc<Job>],
+    deadline: Option<Instant>,
+    until: fn(JobState) -> bool,
+) -> Result<bool> {
     if jobs.is_empty() {
         return Ok(true);
     }
@@ -111,7 +141,7 @@ fn wait_any(jobs: &[Arc<Job>], deadline: Option<Instant>) -> Result<bool> {
     let mut registered = Vec::with_capacity(jobs.len());
     let mut done = false;
     for j in jobs {
-        if j.add_waiter(&signal) {
+        if j.add_waiter(&signal, until) {
             registered.push(j);
         } else {
             done = true;
@@ -120,17 +150,17 @@ fn wait_any(jobs: &[Arc<Job>], deadline: Option<Instant>) -> Result<bool> {
     }
     let mut blocked = Ok(());
     while !done {
-        blocked = check_not_all_blocked(jobs);
+        blocked = check_not_all_blocked(jobs, until);
         if blocked.is_err() || !signal.wait(deadline) {
             break;
         }
-        done = jobs.iter().any(|j| j.is_done());
+        done = jobs.iter().any(|j| j.is_done_by(until));
         if !done {
             // A job's state went persistent and back (e.g. Suspended, then resumed):
             // register again where needed.
             for j in jobs {
                 j.remove_waiter(&signal);
-                done |= !j.add_waiter(&signal);
+                done |= !j.add_waiter(&signal, until);
             }
         }
     }
@@ -146,11 +176,25 @@ pub fn wait_job_ids(
     mode: WaitMode,
     timeout: Option<Duration>,
 ) -> Result<WaitResult> {
+    wait_job_ids_forced(ids, mode, timeout, false)
+}
+
+/// Wait-Job by ids, with `-Force` if `force` (see [`wait_jobs_forced`]).
+pub fn wait_job_ids_forced(
+    ids: &[JobId],
+    mode: WaitMode,
+    timeout: Option<Duration>,
+    force: bool,
+) -> Result<WaitResult> {
     let jobs = ids
         .iter()
         .map(|&id| repository().get(id))
         .collect::<Result<Vec<_>>>()?;
-    wait_jobs(&jobs, mode, timeout)
+    if force {
+        wait_jobs_forced(&jobs, mode, timeout)
+    } else {
+        wait_jobs(&jobs, mode, timeout)
+    }
 }
 
 /// Stop-Job: asks the job to stop, then waits until it is finished, up to `timeout`

@@ -46,11 +46,26 @@ fn suspend_parks_at_the_checkpoint_and_resume_lets_it_complete() {
     // A wait stops at Suspended (a persistent state).
     let r = wait_jobs(std::slice::from_ref(&job), WaitMode::All, Some(LONG)).unwrap();
     assert_eq!(r.done, [job.id()]);
+    // Wait-Job -Force does not stop there.
+    let forced = bgjob::wait_jobs_forced(
+        std::slice::from_ref(&job),
+        WaitMode::All,
+        Some(Duration::ZERO),
+    );
+    assert!(forced.unwrap().done.is_empty());
     job.suspend().unwrap(); // again: nothing to do
+    let waiter = {
+        let job = job.clone();
+        std::thread::spawn(move || {
+            bgjob::wait_jobs_forced(std::slice::from_ref(&job), WaitMode::All, Some(LONG))
+        })
+    };
     job.resume().unwrap();
     assert!(eventually(|| job.state() == Running));
     finish.store(true, Ordering::SeqCst);
-    wait_all(std::slice::from_ref(&job));
+    let r = waiter.join().unwrap().unwrap();
+    assert_eq!(r.done, [job.id()]);
+    assert_eq!(job.state(), Completed);
     assert_eq!(job.state(), Completed);
     assert_eq!(
         *events.lock().unwrap(),

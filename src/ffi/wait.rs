@@ -4,16 +4,21 @@ use super::status::bgjob_status;
 use super::{boundary, timeout_from_ms};
 use crate::error::Error;
 use crate::repository::repository;
-use crate::wait::{WaitMode, stop_job, wait_job_ids};
+use crate::wait::{WaitMode, stop_job, wait_job_ids_forced};
 
 /// `bgjob_wait` mode: until every job is done.
 pub const BGJOB_WAIT_ALL: u32 = 0;
 /// `bgjob_wait` mode: until at least one job is done.
 pub const BGJOB_WAIT_ANY: u32 = 1;
+/// `bgjob_wait` flag, OR-ed into the mode (Wait-Job -Force): a job is done only when it
+/// is finished; the wait does not stop at Suspended or Disconnected.
+pub const BGJOB_WAIT_FORCE: u32 = 0x100;
 
 /// Wait-Job: waits until all (`BGJOB_WAIT_ALL`) or any (`BGJOB_WAIT_ANY`) of the `count`
-/// jobs in `ids` are done — finished (or Suspended/Disconnected), with the callbacks of
-/// that change returned — or `timeout_ms` elapses (-1 = no limit, 0 = poll now).
+/// jobs in `ids` are done — finished (or Suspended/Disconnected, unless the mode has
+/// `BGJOB_WAIT_FORCE`), with the callbacks of that change returned — or `timeout_ms`
+/// elapses (-1 = no limit, 0 = poll now). `BGJOB_E_BLOCKED` if every job it still waits
+/// for is Blocked waiting for input.
 ///
 /// The ids of the jobs that are done are written, in the order given, to `out_done_ids`
 /// (room for `count` ids; may be NULL) and their number to `*out_done_count` (may be NULL),
@@ -33,12 +38,14 @@ pub unsafe extern "C" fn bgjob_wait(
     out_done_count: *mut usize,
 ) -> bgjob_status {
     boundary(|| {
-        let mode = match mode {
+        let force = mode & BGJOB_WAIT_FORCE != 0;
+        let mode = match mode & !BGJOB_WAIT_FORCE {
             BGJOB_WAIT_ALL => WaitMode::All,
             BGJOB_WAIT_ANY => WaitMode::Any,
             m => {
                 return Err(Error::InvalidArgument(format!(
-                    "wait mode {m} (give 0 or 1)"
+                    "wait mode {m} (give BGJOB_WAIT_ALL or BGJOB_WAIT_ANY, optionally | \
+                     BGJOB_WAIT_FORCE)"
                 )));
             }
         };
@@ -52,7 +59,7 @@ pub unsafe extern "C" fn bgjob_wait(
             // SAFETY: `count` readable ids, as documented.
             unsafe { std::slice::from_raw_parts(ids, count) }
         };
-        let result = wait_job_ids(ids, mode, timeout_from_ms(timeout_ms)?)?;
+        let result = wait_job_ids_forced(ids, mode, timeout_from_ms(timeout_ms)?, force)?;
         // SAFETY: out-pointers are NULL or have room, as documented; done.len() <= count.
         unsafe {
             if !out_done_ids.is_null() {

@@ -435,6 +435,15 @@ static void test_suspend_parks_at_the_checkpoint_and_resume_lets_it_complete(voi
     n_done = 0;
     CHECK_OK(bgjob_wait(&id, 1, BGJOB_WAIT_ANY, 0, done, &n_done));
     CHECK(n_done == 1 && done[0] == id);
+    /* A forced wait (Wait-Job -Force) does not stop there: polled, the job is not done. */
+    n_done = 99;
+    CHECK_STATUS(bgjob_wait(&id, 1, BGJOB_WAIT_ALL | BGJOB_WAIT_FORCE, 0, done, &n_done),
+                 BGJOB_E_TIMEOUT);
+    CHECK(n_done == 0);
+    CHECK_STATUS(bgjob_wait(&id, 1, BGJOB_WAIT_ANY | BGJOB_WAIT_FORCE, 0, done, &n_done),
+                 BGJOB_E_TIMEOUT);
+    CHECK_STATUS(bgjob_wait(&id, 1, 2 | BGJOB_WAIT_FORCE, 0, NULL, NULL),
+                 BGJOB_E_INVALID_ARGUMENT);
     /* Suspending again does nothing. */
     CHECK_OK(bgjob_suspend(id));
     CHECK(state_of(id) == BGJOB_STATE_SUSPENDED);
@@ -443,8 +452,8 @@ static void test_suspend_parks_at_the_checkpoint_and_resume_lets_it_complete(voi
     CHECK_OK(bgjob_resume(id));
     CHECK(wait_for_state(id, BGJOB_STATE_RUNNING, LONG_MS));
     atomic_store(&s.finish, true);
-    CHECK(wait_for_finished(&id, 1));
-    CHECK_OK(bgjob_wait(&id, 1, BGJOB_WAIT_ALL, LONG_MS, NULL, NULL));
+    /* The forced wait returns once the job is finished. */
+    CHECK_OK(bgjob_wait(&id, 1, BGJOB_WAIT_ALL | BGJOB_WAIT_FORCE, LONG_MS, NULL, NULL));
     CHECK(state_of(id) == BGJOB_STATE_COMPLETED);
     CHECK(atomic_load(&s.checkpoint_errors) == 0);
     const move want[] = {

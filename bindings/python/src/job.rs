@@ -56,14 +56,21 @@ pub(crate) fn state_callback(callback: Py<PyAny>) -> bgjob::StateCallback {
 }
 
 /// Waits (interruptibly) until `job` is done; false on timeout.
-pub(crate) fn wait_done(
+/// With `force` (Wait-Job -Force) it waits until the job is finished: a forced wait does
+/// not stop at Suspended or Disconnected.
+pub(crate) fn wait_done_with(
     py: Python<'_>,
     job: &Arc<bgjob::Job>,
     timeout: Option<Duration>,
+    force: bool,
 ) -> PyResult<bool> {
     let jobs = [job.clone()];
     Ok(sliced(py, timeout, |slice| {
-        let r = bgjob::wait_jobs(&jobs, WaitMode::All, Some(slice))?;
+        let r = if force {
+            bgjob::wait_jobs_forced(&jobs, WaitMode::All, Some(slice))?
+        } else {
+            bgjob::wait_jobs(&jobs, WaitMode::All, Some(slice))?
+        };
         Ok((!r.timed_out).then_some(()))
     })?
     .is_some())
@@ -219,14 +226,20 @@ impl Job {
     /// callbacks of that change have run, or `timeout` seconds pass (None = no limit,
     /// 0 = poll). Returns whether it is done. Raises `JobsBlockedError` rather than hang
     /// when the job is Blocked waiting for input. Releases the interpreter; Ctrl-C
-    /// interrupts.
-    #[pyo3(signature = (timeout = None))]
-    fn wait(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<bool> {
-        if timeout != Some(0.0) && !self.job.is_done() {
+    /// interrupts. With `force` (Wait-Job -Force) it waits until the job is finished: it
+    /// does not stop at Suspended or Disconnected.
+    #[pyo3(signature = (timeout = None, force = false))]
+    fn wait(&self, py: Python<'_>, timeout: Option<f64>, force: bool) -> PyResult<bool> {
+        let done = if force {
+            self.job.is_done_forced()
+        } else {
+            self.job.is_done()
+        };
+        if timeout != Some(0.0) && !done {
             // Refuse, rather than hang on, a wait that could never end.
             self.job.check_can_wait().py_err()?;
         }
-        wait_done(py, &self.job, timeout_arg(timeout)?)
+        wait_done_with(py, &self.job, timeout_arg(timeout)?, force)
     }
 
     /// Receive-Job: the records the job (and its children) wrote, in time order. Output
@@ -361,7 +374,7 @@ impl Job {
     #[pyo3(signature = (timeout = None))]
     fn result(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<Py<PyAny>> {
         if timeout != Some(0.0) && !self.job.state().is_finished() {
-            self.wait(py, timeout)?;
+            self.wait(py, timeout, false)?;
         }
         outcome(py, &self.job)
     }

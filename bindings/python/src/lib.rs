@@ -265,15 +265,17 @@ fn get_jobs(
 
 /// Wait-Job: waits until all (or, with `any`, one) of `jobs` are done, or `timeout` seconds
 /// pass (None = no limit, 0 = poll). Returns the jobs that are done, in the order given.
-/// A job is done when finished, Suspended or Disconnected. Raises `JobsBlockedError` rather
-/// than hang when every job it still waits for is Blocked waiting for input.
+/// A job is done when finished, Suspended or Disconnected — with `force` (Wait-Job
+/// -Force) only when finished. Raises `JobsBlockedError` rather than hang when every job
+/// it still waits for is Blocked waiting for input.
 #[pyfunction]
-#[pyo3(signature = (jobs, any = false, timeout = None))]
+#[pyo3(signature = (jobs, any = false, timeout = None, force = false))]
 fn wait_jobs(
     py: Python<'_>,
     jobs: Vec<PyRef<'_, Job>>,
     any: bool,
     timeout: Option<f64>,
+    force: bool,
 ) -> PyResult<Vec<JobHandle>> {
     let timeout = timeout_arg(timeout)?;
     let core: Vec<Arc<bgjob::Job>> = jobs.iter().map(|j| j.job.clone()).collect();
@@ -283,20 +285,33 @@ fn wait_jobs(
         bgjob::WaitMode::All
     };
     if timeout != Some(std::time::Duration::ZERO) {
-        for j in core.iter().filter(|j| !j.is_done()) {
+        for j in core.iter().filter(|j| !done(j, force)) {
             j.check_can_wait().py_err()?;
         }
     }
     let waited = core.clone();
     sliced(py, timeout, move |slice| {
-        let r = bgjob::wait_jobs(&waited, mode, Some(slice))?;
+        let r = if force {
+            bgjob::wait_jobs_forced(&waited, mode, Some(slice))?
+        } else {
+            bgjob::wait_jobs(&waited, mode, Some(slice))?
+        };
         Ok((!r.timed_out).then_some(()))
     })?;
     Ok(core
         .into_iter()
-        .filter(|j| j.is_done())
+        .filter(|j| done(j, force))
         .map(JobHandle)
         .collect())
+}
+
+/// Whether a wait (forced or not) on `job` is over.
+fn done(job: &bgjob::Job, force: bool) -> bool {
+    if force {
+        job.is_done_forced()
+    } else {
+        job.is_done()
+    }
 }
 
 /// Registers `callback(job, state_info, previous_state_info)` for every state change of

@@ -508,3 +508,31 @@ def test_interpreter_exit_with_parked_jobs_is_clean():
                 "Aborted", "Exception ignored"):
         assert bad not in proc.stderr, proc.stderr
     assert time.monotonic() - t0 < 20
+
+
+def test_a_forced_wait_does_not_stop_at_suspended(jobs):
+    finish = threading.Event()
+
+    def work():
+        ctx = bgjob.current_job()
+        deadline = time.monotonic() + LONG
+        while not finish.is_set() and time.monotonic() < deadline:
+            ctx.checkpoint()
+            time.sleep(0.001)
+
+    job = jobs.start(work)
+    poll_until(lambda: job.state == JobState.Running, what="Running")
+    job.suspend()
+    poll_until(lambda: job.state == JobState.Suspended, what="Suspended")
+    assert job.wait(timeout=LONG) is True  # a plain wait stops at Suspended
+    assert job.wait(timeout=0, force=True) is False
+    assert bgjob.wait_jobs([job], timeout=0, force=True) == []
+    assert bgjob.wait_jobs([job], timeout=0) == [job]
+    result = []
+    waiter = threading.Thread(target=lambda: result.append(job.wait(timeout=LONG, force=True)))
+    waiter.start()
+    job.resume()
+    finish.set()
+    waiter.join(LONG)
+    assert result == [True]
+    assert job.state == JobState.Completed
