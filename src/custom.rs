@@ -10,7 +10,7 @@ use crate::events::StateCallback;
 use crate::job::{Job, JobInit, StopHandler};
 use crate::record::{Payload, ProgressRecord, Stream};
 use crate::repository::repository;
-use crate::state::{JobState, StateChangedEvent};
+use crate::state::JobState;
 use std::sync::Arc;
 
 /// Everything needed to create a custom job (and its children, if it has any).
@@ -44,17 +44,7 @@ impl CustomJobSpec {
         }
     }
 
-    /// Sets the job's name (default `Job<id>`).
-    pub fn name(mut self, name: impl Into<String>) -> Self {
-        self.name = Some(name.into());
-        self
-    }
-
-    /// Sets the command text shown for the job (and its children).
-    pub fn command(mut self, command: impl Into<String>) -> Self {
-        self.command = command.into();
-        self
-    }
+    crate::spec::spec_builder_methods!();
 
     /// Sets the type name shown for the job and its children (default `CustomJob`).
     pub fn type_name(mut self, type_name: impl Into<String>) -> Self {
@@ -91,33 +81,14 @@ impl CustomJobSpec {
         self
     }
 
-    /// Adds a state-change callback for the job (registered before the host can move it).
-    pub fn on_state_changed(
-        mut self,
-        callback: impl Fn(&StateChangedEvent) + Send + Sync + 'static,
-    ) -> Self {
-        self.callbacks.push(Box::new(callback));
-        self
-    }
-
-    /// Adds an already-boxed state-change callback.
-    pub fn on_state_changed_boxed(mut self, callback: StateCallback) -> Self {
-        self.callbacks.push(callback);
-        self
-    }
-
     /// Creates the job, NotStarted, in the repository: see [`CustomJob`].
     pub fn create(self) -> CustomJob {
         let init = |name, callbacks, on_stop| JobInit {
-            name,
-            command: self.command.clone(),
-            type_name: self.type_name.clone(),
             location: self.location.clone(),
-            work: None,
             callbacks,
-            input: None,
             host_driven: true,
             on_stop,
+            ..JobInit::new(name, self.command.clone(), &self.type_name)
         };
         let job = if self.children.is_empty() {
             Job::new_leaf(init(self.name.clone(), self.callbacks, self.on_stop))

@@ -59,6 +59,24 @@ pub(crate) struct JobInit {
     pub on_stop: Option<StopHandler>,
 }
 
+impl JobInit {
+    /// A job of type `type_name` at `localhost`, with no work, callbacks or input, not
+    /// host-driven: what each kind of job starts from.
+    pub(crate) fn new(name: Option<String>, command: String, type_name: &str) -> JobInit {
+        JobInit {
+            name,
+            command,
+            type_name: type_name.to_string(),
+            location: "localhost".to_string(),
+            work: None,
+            callbacks: Vec::new(),
+            input: None,
+            host_driven: false,
+            on_stop: None,
+        }
+    }
+}
+
 /// What a custom job's host runs when a stop of the job is asked (after the job moved to
 /// Stopping): it should end the foreign work and then move the job to Stopped.
 pub type StopHandler = Box<dyn Fn(&Arc<Job>) + Send + Sync>;
@@ -1089,15 +1107,8 @@ mod tests {
 
     fn init(work: Option<Work>) -> JobInit {
         JobInit {
-            input: None,
-            host_driven: false,
-            on_stop: None,
-            name: None,
-            command: String::new(),
-            type_name: "TestJob".into(),
-            location: "localhost".into(),
             work,
-            callbacks: Vec::new(),
+            ..JobInit::new(None, String::new(), "TestJob")
         }
     }
 

@@ -62,17 +62,7 @@ impl ParallelJobSpec {
         }
     }
 
-    /// Sets the parent job's name (default `Job<id>`; children are `Job<id>`).
-    pub fn name(mut self, name: impl Into<String>) -> Self {
-        self.name = Some(name.into());
-        self
-    }
-
-    /// Sets the command text shown for the parent and every child.
-    pub fn command(mut self, command: impl Into<String>) -> Self {
-        self.command = command.into();
-        self
-    }
+    crate::spec::spec_builder_methods!();
 
     /// Runs the children on `pool` instead of the default pool.
     pub fn pool(mut self, pool: &Pool) -> Self {
@@ -84,21 +74,6 @@ impl ParallelJobSpec {
     /// pool's own limits.
     pub fn throttle_limit(mut self, limit: usize) -> Self {
         self.throttle_limit = limit;
-        self
-    }
-
-    /// Adds a state-change callback for the parent job (registered before any child runs).
-    pub fn on_state_changed(
-        mut self,
-        callback: impl Fn(&StateChangedEvent) + Send + Sync + 'static,
-    ) -> Self {
-        self.callbacks.push(Box::new(callback));
-        self
-    }
-
-    /// Adds an already-boxed state-change callback for the parent job.
-    pub fn on_state_changed_boxed(mut self, callback: StateCallback) -> Self {
-        self.callbacks.push(callback);
         self
     }
 
@@ -194,29 +169,17 @@ pub fn start_parallel_job(spec: ParallelJobSpec) -> Result<Arc<Job>> {
                 }
             });
             JobInit {
-                name: None,
-                command: spec.command.clone(),
-                type_name: "ParallelChildJob".to_string(),
-                location: "localhost".to_string(),
                 work: Some(Box::new(move |ctx: &WorkContext| work(ctx))),
                 callbacks: vec![feed_next],
                 input: Some(input),
-                host_driven: false,
-                on_stop: None,
+                ..JobInit::new(None, spec.command.clone(), "ParallelChildJob")
             }
         })
         .collect();
     let parent = Job::new_parent(
         JobInit {
-            name: spec.name,
-            command: spec.command,
-            type_name: "ParallelJob".to_string(),
-            location: "localhost".to_string(),
-            work: None,
             callbacks: spec.callbacks,
-            input: None,
-            host_driven: false,
-            on_stop: None,
+            ..JobInit::new(spec.name, spec.command, "ParallelJob")
         },
         children,
     );

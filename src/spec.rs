@@ -6,9 +6,44 @@ use crate::events::StateCallback;
 use crate::executor::{Pool, default_pool, worker};
 use crate::job::{Job, JobInit, Work, WorkResult};
 use crate::repository::repository;
-use crate::state::{JobState, StateChangedEvent};
+use crate::state::JobState;
 use std::sync::Arc;
 use std::time::Instant;
+
+/// The builder methods every start spec shares (its `name: Option<String>`,
+/// `command: String` and `callbacks: Vec<StateCallback>` fields), written once.
+macro_rules! spec_builder_methods {
+    () => {
+        /// Sets the job's name (default `Job<id>`).
+        pub fn name(mut self, name: impl Into<String>) -> Self {
+            self.name = Some(name.into());
+            self
+        }
+
+        /// Sets the command text shown for the job (and its children, if it has any).
+        pub fn command(mut self, command: impl Into<String>) -> Self {
+            self.command = command.into();
+            self
+        }
+
+        /// Adds a state-change callback for the job, registered before it can change
+        /// state, so that none of its changes is missed.
+        pub fn on_state_changed(
+            mut self,
+            callback: impl Fn(&$crate::StateChangedEvent) + Send + Sync + 'static,
+        ) -> Self {
+            self.callbacks.push(Box::new(callback));
+            self
+        }
+
+        /// Adds an already-boxed state-change callback.
+        pub fn on_state_changed_boxed(mut self, callback: $crate::StateCallback) -> Self {
+            self.callbacks.push(callback);
+            self
+        }
+    };
+}
+pub(crate) use spec_builder_methods;
 
 /// Everything needed to start a thread job. Callbacks given here are registered before the
 /// job can run, so none of its state changes is missed.
@@ -43,36 +78,11 @@ impl JobSpec {
         }
     }
 
-    /// Sets the job's name (default `Job<id>`).
-    pub fn name(mut self, name: impl Into<String>) -> Self {
-        self.name = Some(name.into());
-        self
-    }
-
-    /// Sets the command text shown for the job.
-    pub fn command(mut self, command: impl Into<String>) -> Self {
-        self.command = command.into();
-        self
-    }
+    spec_builder_methods!();
 
     /// Runs the job on `pool` instead of the default pool.
     pub fn pool(mut self, pool: &Pool) -> Self {
         self.pool = Some(pool.clone());
-        self
-    }
-
-    /// Adds a state-change callback for this job.
-    pub fn on_state_changed(
-        mut self,
-        callback: impl Fn(&StateChangedEvent) + Send + Sync + 'static,
-    ) -> Self {
-        self.callbacks.push(Box::new(callback));
-        self
-    }
-
-    /// Adds an already-boxed state-change callback.
-    pub fn on_state_changed_boxed(mut self, callback: StateCallback) -> Self {
-        self.callbacks.push(callback);
         self
     }
 
@@ -91,15 +101,9 @@ impl JobSpec {
     /// The job this spec describes, not yet started.
     fn into_job(self) -> (Arc<Job>, Option<Pool>) {
         let job = Job::new_leaf(JobInit {
-            name: self.name,
-            command: self.command,
-            type_name: "ThreadJob".to_string(),
-            location: "localhost".to_string(),
             work: Some(self.work),
             callbacks: self.callbacks,
-            input: None,
-            host_driven: false,
-            on_stop: None,
+            ..JobInit::new(self.name, self.command, "ThreadJob")
         });
         (job, self.pool)
     }
