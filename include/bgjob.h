@@ -57,6 +57,12 @@
 #define BGJOB_WAIT_FORCE 256
 
 /**
+ * The longest line kept in one record (1 MiB): a program that writes without newlines
+ * cannot make a job hold unbounded memory before its first record.
+ */
+#define MAX_LINE (1 << 20)
+
+/**
  * The context of a running job's work, handed to its work function. Valid only until the
  * work function returns; it may be used from threads of the work's own meanwhile.
  */
@@ -306,6 +312,13 @@ typedef int32_t (*bgjob_work_fn)(struct bgjob_context *ctx, void *user_data);
  * `bgjob_send_input`): only the host can move them on, so the wait would never end.
  */
 #define BGJOB_E_BLOCKED 12
+
+/**
+ * The operating system refused what was asked, e.g. a process job's working directory
+ * does not exist. The message names the request and the OS's reason
+ * (`bgjob_last_error_errno` gives the error number).
+ */
+#define BGJOB_E_SYSTEM 13
 
 /**
  * Created and queued; its work has not begun.
@@ -1317,6 +1330,12 @@ const char *bgjob_status_name(bgjob_status status);
  * until the thread's next failing call. Calls that succeed leave it unchanged.
  */
 const char *bgjob_last_error_message(void);
+
+/**
+ * The OS error number (`errno` value, e.g. `ENOENT`) of the calling thread's last failed
+ * call if it failed with `BGJOB_E_SYSTEM`; 0 if it failed otherwise (or none failed yet).
+ */
+int32_t bgjob_last_error_errno(void);
 
 /**
  * Panics inside the library on purpose and returns what the panic boundary makes of it:

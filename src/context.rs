@@ -1,7 +1,8 @@
 //! The work context: what a job's work can do while it runs (write records, report
 //! progress, set its status message, see a stop request, fail, know its id).
 
-use crate::error::Result;
+use crate::error::{Error, Result};
+use crate::executor::{Completion, Permit};
 use crate::job::{Job, JobId};
 use crate::record::{Payload, ProgressRecord, Stream};
 use crate::sync::lock;
@@ -14,13 +15,26 @@ use std::sync::{Arc, Mutex};
 pub struct WorkContext {
     job: Arc<Job>,
     failure: Arc<Mutex<Option<String>>>,
+    hand_off: Arc<Mutex<HandOff>>,
+}
+
+/// The worker's throttle permit, until the work hands its end off (and the permit with it).
+#[derive(Default)]
+struct HandOff {
+    permit: Option<Permit>,
+    handed_off: bool,
 }
 
 impl WorkContext {
-    pub(crate) fn new(job: Arc<Job>) -> Self {
+    /// The context of `job`'s work, running under `permit` of its pool (`None`: inline).
+    pub(crate) fn new(job: Arc<Job>, permit: Option<Permit>) -> Self {
         WorkContext {
             job,
             failure: Arc::new(Mutex::new(None)),
+            hand_off: Arc::new(Mutex::new(HandOff {
+                permit,
+                handed_off: false,
+            })),
         }
     }
 
@@ -105,5 +119,24 @@ impl WorkContext {
 
     pub(crate) fn take_failure(&self) -> Option<String> {
         lock(&self.failure).take()
+    }
+
+    /// Hands the job's end off: the work's return no longer finishes the job, the returned
+    /// completion does (and gives the throttle permit back then). Once per work.
+    pub(crate) fn hand_off(&self) -> Result<Completion> {
+        let mut h = lock(&self.hand_off);
+        if std::mem::replace(&mut h.handed_off, true) {
+            return Err(Error::InvalidState(format!(
+                "job {}: its end was handed off already",
+                self.job.id()
+            )));
+        }
+        Ok(Completion::new(self.job.clone(), h.permit.take()))
+    }
+
+    /// After the work returned: whether it handed its end off, and the permit if it did not.
+    pub(crate) fn take_hand_off(&self) -> (bool, Option<Permit>) {
+        let mut h = lock(&self.hand_off);
+        (h.handed_off, h.permit.take())
     }
 }

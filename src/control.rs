@@ -35,6 +35,13 @@ impl Job {
             }
             return Ok(());
         }
+        if let Some(why) = self.unsuspendable() {
+            return Err(Error::InvalidState(format!(
+                "job {} is a {}: {why}",
+                self.id(),
+                self.type_name()
+            )));
+        }
         self.set_suspend_asked(true);
         if self.change_state_if(JobState::Running, JobState::Suspending)? {
             return Ok(());

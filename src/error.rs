@@ -46,9 +46,29 @@ pub enum Error {
     /// move it on, so the wait would never end.
     #[error("blocked: {0}")]
     Blocked(String),
+    /// The operating system refused a request the caller made: the message names what was
+    /// asked and the OS's reason; `errno` is the OS error number.
+    #[error("{message}")]
+    System {
+        /// What was asked and why it failed, e.g. `working directory '/x': No such file
+        /// or directory (os error 2)`.
+        message: String,
+        /// The OS error number (`ENOENT`, …).
+        errno: i32,
+    },
     /// A panic inside the library was caught at the boundary.
     #[error("panic inside bgjob: {0}")]
     Panic(String),
+}
+
+impl Error {
+    /// An [`Error::System`] for `what` failing with `err`.
+    pub(crate) fn system(what: impl std::fmt::Display, err: &std::io::Error) -> Error {
+        Error::System {
+            message: format!("{what}: {err}"),
+            errno: err.raw_os_error().unwrap_or(0),
+        }
+    }
 }
 
 /// A `Result` whose error is the core's [`Error`].

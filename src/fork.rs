@@ -13,6 +13,7 @@
 //! of the fork stays held in the child (the POSIX rule — between `fork` and `exec` call only
 //! what the other threads cannot be holding — applies to that job).
 
+use crate::process::reactor;
 use crate::repository::{self, ShardGuards};
 use std::cell::RefCell;
 use std::sync::Once;
@@ -22,8 +23,8 @@ static GENERATION: AtomicU64 = AtomicU64::new(0);
 static INSTALL: Once = Once::new();
 
 thread_local! {
-    /// The shard locks the forking thread holds from `prepare` until the fork returns.
-    static HELD: RefCell<Option<ShardGuards>> = const { RefCell::new(None) };
+    /// The locks the forking thread holds from `prepare` until the fork returns.
+    static HELD: RefCell<Option<Held>> = const { RefCell::new(None) };
 }
 
 /// How many forks this process descends from since the library was first used here
@@ -45,9 +46,16 @@ pub(crate) fn install() {
     });
 }
 
+/// The process reactor's lock (taken first: its holders take no other lock), then every
+/// repository shard's.
+type Held = (reactor::ForkGuard, ShardGuards);
+
 extern "C" fn prepare() {
     // Never unwinds: taking locks and storing the guards cannot panic (poison is ignored).
-    let guards = repository::repository().lock_all_for_fork();
+    let guards = (
+        reactor::lock_for_fork(),
+        repository::repository().lock_all_for_fork(),
+    );
     // Without the thread-local (a fork during thread teardown) the guards drop here and
     // the fork goes on unprotected, as it would without the handlers.
     let _ = HELD.try_with(move |h| *h.borrow_mut() = Some(guards));

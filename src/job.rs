@@ -55,6 +55,8 @@ pub(crate) struct JobInit {
     pub input: Option<Payload>,
     /// A custom job: the host drives its states and writes its records.
     pub host_driven: bool,
+    /// Why Suspend-Job is refused for this job (`None`: it can be suspended).
+    pub unsuspendable: Option<&'static str>,
     /// A custom job's handler of stop requests.
     pub on_stop: Option<StopHandler>,
 }
@@ -72,6 +74,7 @@ impl JobInit {
             callbacks: Vec::new(),
             input: None,
             host_driven: false,
+            unsuspendable: None,
             on_stop: None,
         }
     }
@@ -154,6 +157,8 @@ pub struct Job {
     work: Mutex<Option<Work>>,
     /// Whether the host drives this job's states (a custom job).
     host_driven: bool,
+    /// Why Suspend-Job is refused for this job (`None`: it can be suspended).
+    unsuspendable: Option<&'static str>,
     /// A custom job's stop handler; dropped when the job is removed.
     on_stop: Mutex<Option<Arc<StopHandler>>>,
     /// A parallel child's input. It lives as long as the job object (a binding holding
@@ -233,6 +238,7 @@ impl Job {
             work: Mutex::new(init.work),
             input: init.input,
             host_driven: init.host_driven,
+            unsuspendable: init.unsuspendable,
             on_stop: Mutex::new(init.on_stop.map(Arc::new)),
             attachment: Mutex::new(None),
         }
@@ -358,6 +364,11 @@ impl Job {
     /// Whether the host drives this job's states and writes its records (a custom job).
     pub fn is_host_driven(&self) -> bool {
         self.host_driven
+    }
+
+    /// Why Suspend-Job is refused for this job, if it is (a process job cannot be parked).
+    pub(crate) fn unsuspendable(&self) -> Option<&'static str> {
+        self.unsuspendable
     }
 
     /// The input this job runs for, if it is a child of a parallel job.
@@ -1154,9 +1165,9 @@ mod tests {
         assert_eq!(kids[1].id(), parent.id() + 2);
         assert_eq!(kids[1].parent_id(), parent.id());
         assert_eq!(parent.status_message(), "0/2 completed");
-        run_job(&kids[0]);
+        run_job(&kids[0], None);
         assert_eq!(parent.state(), JobState::Running);
-        run_job(&kids[1]);
+        run_job(&kids[1], None);
         let info = parent.state_info();
         assert_eq!(info.state, JobState::Failed);
         assert!(info.reason.unwrap().contains("boom"));

@@ -44,6 +44,7 @@ pub mod ffi;
 mod fork;
 pub mod job;
 pub mod parallel;
+pub mod process;
 pub mod record;
 pub mod repository;
 pub mod spec;
@@ -60,6 +61,7 @@ pub use events::{RegistrationId, StateCallback, on_any_state_changed, unregister
 pub use executor::{Pool, configure_default_pool, default_pool, shutdown_default_pool};
 pub use job::{Attachment, Job, JobId, ReceiveOptions, StopHandler, Work, WorkResult};
 pub use parallel::{ParallelJobSpec, ParallelWork, start_parallel_job};
+pub use process::{DEFAULT_STOP_GRACE, OutputMode, ProcessJobSpec, start_process_job};
 pub use record::{Payload, ProgressRecord, Record, Stream};
 pub use repository::{JobFilter, Repository, get_job, get_jobs, remove_job, repository};
 pub use spec::{JobSpec, start_job};

@@ -75,6 +75,9 @@ pub struct ProgressRecord {
 pub enum Payload {
     /// Bytes, as written from C (usually text, but not necessarily UTF-8).
     Bytes(Box<[u8]>),
+    /// Text known to be UTF-8 (a process job's line that decoded). C reads its bytes;
+    /// Python gets a `str`.
+    Text(Box<str>),
     /// A progress report (on the progress stream).
     Progress(ProgressRecord),
     /// An object of a binding (e.g. a Python object), opaque to the core.
@@ -85,6 +88,7 @@ impl fmt::Debug for Payload {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Payload::Bytes(b) => write!(f, "Bytes({:?})", String::from_utf8_lossy(b)),
+            Payload::Text(t) => write!(f, "Text({t:?})"),
             Payload::Progress(p) => write!(f, "Progress({p:?})"),
             Payload::Object(_) => f.write_str("Object(..)"),
         }
@@ -125,17 +129,18 @@ pub struct Record {
 }
 
 impl Record {
-    /// The payload's bytes, if it holds bytes.
+    /// The payload's bytes, if it holds bytes or text.
     pub fn bytes(&self) -> Option<&[u8]> {
         self.payload.bytes()
     }
 }
 
 impl Payload {
-    /// The bytes, if it holds bytes.
+    /// The bytes, if it holds bytes or text.
     pub fn bytes(&self) -> Option<&[u8]> {
         match self {
             Payload::Bytes(b) => Some(b),
+            Payload::Text(t) => Some(t.as_bytes()),
             _ => None,
         }
     }

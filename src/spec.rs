@@ -113,6 +113,12 @@ impl JobSpec {
 /// at once. On error nothing is left behind (the spec's user data is freed).
 pub fn start_job(spec: JobSpec) -> Result<Arc<Job>> {
     let (job, pool) = spec.into_job();
+    queue(job, pool)
+}
+
+/// Adds a new job to the repository and queues it on `pool` (or the default pool). On
+/// error nothing is left behind: the job is taken out again and released.
+pub(crate) fn queue(job: Arc<Job>, pool: Option<Pool>) -> Result<Arc<Job>> {
     let pool = match pool {
         Some(p) => p,
         None => match default_pool() {
@@ -139,8 +145,13 @@ pub fn start_job(spec: JobSpec) -> Result<Arc<Job>> {
 /// A stop asked from another thread meanwhile works as for any running job.
 pub fn run_inline(spec: JobSpec) -> Arc<Job> {
     let (job, _pool) = spec.into_job();
+    run_here(job)
+}
+
+/// Adds a new job to the repository and runs it on this thread (see [`run_inline`]).
+pub(crate) fn run_here(job: Arc<Job>) -> Arc<Job> {
     repository().add(&job);
-    worker::run_job(&job);
+    worker::run_job(&job, None);
     // The finished change may be dispatched by another thread (one that asked a stop):
     // return only once its callbacks ran, as a wait would.
     if !job.wait_until(Some(Instant::now()), JobState::is_finished) {

@@ -1,10 +1,12 @@
 //! The executor: pools of worker threads that run thread jobs, and the process-wide
 //! default pool.
 
+mod handoff;
 mod pool;
 mod throttle;
 pub(crate) mod worker;
 
+pub(crate) use handoff::{Completion, Permit};
 pub use pool::Pool;
 pub(crate) use pool::blocking;
 
@@ -54,14 +56,22 @@ pub fn default_pool() -> Result<&'static Pool> {
     Ok(DEFAULT_POOL.get_or_init(|| pool))
 }
 
-/// Shuts the default pool down (see [`Pool::shutdown`]) if it was ever created: for a host
-/// that wants every bgjob thread gone before it exits (e.g. to be leak-checker clean).
-/// Later starts on the default pool fail with `ShutDown`.
+/// Shuts the default pool down (see [`Pool::shutdown`]) if it was ever created, then
+/// ends the process reactor's thread once no process job is left (within what is left of
+/// `timeout`): for a host that wants every bgjob thread gone before it exits (e.g. to be
+/// leak-checker clean). Later starts on the default pool fail with `ShutDown`.
 pub fn shutdown_default_pool(timeout: Option<std::time::Duration>) -> Result<()> {
-    // Taking the config lock orders this after a concurrent first creation.
-    let _cfg = lock(&DEFAULT_CONFIG);
-    match DEFAULT_POOL.get() {
-        Some(p) => p.shutdown(timeout),
-        None => Ok(()),
-    }
+    let deadline = timeout.map(|t| std::time::Instant::now() + t);
+    let result = {
+        // Taking the config lock orders this after a concurrent first creation.
+        let _cfg = lock(&DEFAULT_CONFIG);
+        match DEFAULT_POOL.get() {
+            Some(p) => p.shutdown(timeout),
+            None => Ok(()),
+        }
+    };
+    crate::process::reactor::shutdown(
+        deadline.map(|d| d.saturating_duration_since(std::time::Instant::now())),
+    );
+    result
 }

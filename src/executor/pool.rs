@@ -1,14 +1,16 @@
 //! A pool of worker threads fed by a crossbeam channel, with a throttle limit.
 //! See `README.md` beside this file for the protocol.
 
+use super::handoff::Permit;
 use super::throttle::Throttle;
 use super::worker;
 use crate::error::{Error, Result};
 use crate::fork;
-use crate::job::Job;
+use crate::job::{Job, JobId};
 use crate::sync::{lock, wait_until};
 use crossbeam_channel::{Receiver, Sender, select};
 use std::cell::RefCell;
+use std::collections::HashMap;
 use std::mem::ManuallyDrop;
 use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, TryLockError};
@@ -169,6 +171,9 @@ pub(crate) struct PoolInner {
     blocked: AtomicUsize,
     /// Each worker's current job, so shutdown can stop them.
     slots: Mutex<Vec<Slot>>,
+    /// Jobs whose work handed its end off (process jobs): running, holding a permit, on
+    /// no worker. Shutdown stops them and waits for them too.
+    handed_off: Mutex<HashMap<JobId, Arc<Job>>>,
     handles: Mutex<Vec<JoinHandle<()>>>,
     exited: (Mutex<()>, Condvar),
 }
@@ -260,10 +265,11 @@ impl Pool {
         let p = self.shared.inner();
         p.close();
         p.drain();
-        let running: Vec<Arc<Job>> = lock(&p.slots)
+        let mut running: Vec<Arc<Job>> = lock(&p.slots)
             .iter()
             .filter_map(|s| lock(s).clone())
             .collect();
+        running.extend(lock(&p.handed_off).values().cloned());
         for job in running {
             job.request_stop();
         }
@@ -276,7 +282,7 @@ impl Pool {
         let target = usize::from(me);
         let deadline = timeout.map(|t| Instant::now() + t);
         drop(wait_until(&p.exited.1, lock(&p.exited.0), deadline, |_| {
-            p.live.load(Ordering::Acquire) <= target
+            p.live.load(Ordering::Acquire) <= target && lock(&p.handed_off).is_empty()
         }));
         // Every worker that counted itself out is past its last job: join those threads
         // (all but this one, if it is a worker) so none outlives the shutdown. On a timeout,
@@ -297,12 +303,13 @@ impl Pool {
             let _ = h.join();
         }
         p.drain();
-        let left = p.live.load(Ordering::Acquire);
-        if left > target {
+        let left = p.live.load(Ordering::Acquire).saturating_sub(target);
+        let outside = lock(&p.handed_off).len();
+        if left > 0 || outside > 0 {
             return Err(Error::Timeout(format!(
-                "pool {}: {} worker(s) still running work after the shutdown timeout",
+                "pool {}: {left} worker(s) still running work and {outside} job(s) still \
+                 running outside the pool (processes) after the shutdown timeout",
                 p.id,
-                left - target
             )));
         }
         Ok(())
@@ -328,6 +335,7 @@ impl PoolInner {
             busy: AtomicUsize::new(0),
             blocked: AtomicUsize::new(0),
             slots: Mutex::new(Vec::new()),
+            handed_off: Mutex::new(HashMap::new()),
             handles: Mutex::new(Vec::new()),
             exited: (Mutex::new(()), Condvar::new()),
         }
@@ -377,8 +385,25 @@ impl PoolInner {
         }
     }
 
+    /// Gives a throttle permit back (a [`Permit`] dropped).
+    pub(super) fn release_permit(&self) {
+        self.throttle.release();
+    }
+
+    /// Counts `job` as running outside the workers until [`untrack_handed_off`].
+    pub(super) fn track_handed_off(&self, job: &Arc<Job>) {
+        lock(&self.handed_off).insert(job.id(), job.clone());
+    }
+
+    /// The handed-off job `id` has finished: a shutdown may be waiting for it.
+    pub(super) fn untrack_handed_off(&self, id: JobId) {
+        lock(&self.handed_off).remove(&id);
+        let _g = lock(&self.exited.0);
+        self.exited.1.notify_all();
+    }
+
     /// Runs jobs until shutdown (false) or until this worker retires as a spare (true).
-    fn serve(&self, slot: &Slot) -> bool {
+    fn serve(self: &Arc<Self>, slot: &Slot) -> bool {
         let closed = || self.shut_down.load(Ordering::SeqCst);
         loop {
             let spare = self.live.load(Ordering::Acquire) > self.threads;
@@ -391,6 +416,7 @@ impl PoolInner {
                 }
                 continue;
             }
+            let permit = Permit::taken(self.clone());
             let next = if spare {
                 select! {
                     recv(self.rx) -> job => job.ok(),
@@ -404,7 +430,7 @@ impl PoolInner {
                 }
             };
             let Some(job) = next else {
-                self.throttle.release();
+                drop(permit);
                 if closed() {
                     return false;
                 }
@@ -415,15 +441,17 @@ impl PoolInner {
             };
             self.busy.fetch_add(1, Ordering::AcqRel);
             *lock(slot) = Some(job.clone());
-            if closed() {
+            // `None` when the work handed its end (and the permit) off.
+            let permit = if closed() {
                 // Taken from the queue as shutdown began: it is stopped, not run.
                 job.request_stop();
+                Some(permit)
             } else {
-                worker::run_job(&job);
-            }
+                worker::run_job(&job, Some(permit))
+            };
             *lock(slot) = None;
             self.busy.fetch_sub(1, Ordering::AcqRel);
-            self.throttle.release();
+            drop(permit);
             drop(job);
             if self.live.load(Ordering::Acquire) > self.threads && self.try_retire() {
                 return true;

@@ -10,13 +10,24 @@ use std::time::Duration;
 
 thread_local! {
     static LAST_ERROR: RefCell<CString> = RefCell::new(CString::default());
+    static LAST_ERRNO: std::cell::Cell<i32> = const { std::cell::Cell::new(0) };
 }
 
 /// Records `error` as this thread's last error and returns its status.
 pub(crate) fn set_last_error(error: &Error) -> bgjob_status {
     let text = error.to_string().replace('\0', "\u{FFFD}");
     LAST_ERROR.with(|e| *e.borrow_mut() = CString::new(text).unwrap_or_default());
+    let errno = match error {
+        Error::System { errno, .. } => *errno,
+        _ => 0,
+    };
+    LAST_ERRNO.with(|e| e.set(errno));
     status_of(error)
+}
+
+/// This thread's last error's OS error number (0 unless it was `BGJOB_E_SYSTEM`).
+pub(crate) fn last_errno() -> i32 {
+    LAST_ERRNO.with(|e| e.get())
 }
 
 /// A pointer to this thread's last error message (valid until its next failing call).

@@ -59,6 +59,7 @@ fn batch_of(records: Vec<Record>) -> bgjob_records {
         let (data_src, percent, activity): (Option<&[u8]>, i32, Option<CString>) = match &r.payload
         {
             Payload::Bytes(b) => (Some(b), -1, None),
+            Payload::Text(t) => (Some(t.as_bytes()), -1, None),
             Payload::Progress(p) => (
                 Some(p.status_description.as_bytes()),
                 p.percent_complete,

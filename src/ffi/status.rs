@@ -34,6 +34,10 @@ pub const BGJOB_E_PANIC: bgjob_status = 11;
 /// Every job the wait still waits for is Blocked waiting for input (see
 /// `bgjob_send_input`): only the host can move them on, so the wait would never end.
 pub const BGJOB_E_BLOCKED: bgjob_status = 12;
+/// The operating system refused what was asked, e.g. a process job's working directory
+/// does not exist. The message names the request and the OS's reason
+/// (`bgjob_last_error_errno` gives the error number).
+pub const BGJOB_E_SYSTEM: bgjob_status = 13;
 
 pub(crate) fn status_of(e: &Error) -> bgjob_status {
     match e {
@@ -49,6 +53,7 @@ pub(crate) fn status_of(e: &Error) -> bgjob_status {
         Error::BufferTooSmall { .. } => BGJOB_E_BUFFER_TOO_SMALL,
         Error::Panic(_) => BGJOB_E_PANIC,
         Error::Blocked(_) => BGJOB_E_BLOCKED,
+        Error::System { .. } => BGJOB_E_SYSTEM,
     }
 }
 
@@ -70,6 +75,7 @@ pub extern "C" fn bgjob_status_name(status: bgjob_status) -> *const c_char {
         BGJOB_E_BUFFER_TOO_SMALL => b"BGJOB_E_BUFFER_TOO_SMALL\0",
         BGJOB_E_PANIC => b"BGJOB_E_PANIC\0",
         BGJOB_E_BLOCKED => b"BGJOB_E_BLOCKED\0",
+        BGJOB_E_SYSTEM => b"BGJOB_E_SYSTEM\0",
         _ => b"BGJOB_E_UNKNOWN\0",
     };
     name.as_ptr().cast()
@@ -80,6 +86,13 @@ pub extern "C" fn bgjob_status_name(status: bgjob_status) -> *const c_char {
 #[unsafe(no_mangle)]
 pub extern "C" fn bgjob_last_error_message() -> *const c_char {
     last_error_ptr()
+}
+
+/// The OS error number (`errno` value, e.g. `ENOENT`) of the calling thread's last failed
+/// call if it failed with `BGJOB_E_SYSTEM`; 0 if it failed otherwise (or none failed yet).
+#[unsafe(no_mangle)]
+pub extern "C" fn bgjob_last_error_errno() -> i32 {
+    super::boundary::last_errno()
 }
 
 /// Panics inside the library on purpose and returns what the panic boundary makes of it:

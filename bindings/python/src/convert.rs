@@ -96,6 +96,7 @@ pub(crate) fn payload_value<'py>(
             None => py.None().into_bound(py),
         },
         bgjob::Payload::Bytes(b) => pyo3::types::PyBytes::new(py, b).into_any(),
+        bgjob::Payload::Text(t) => pyo3::types::PyString::new(py, t).into_any(),
         bgjob::Payload::Progress(pr) => progress_type(py)?.call1((
             pr.percent_complete,
             pr.activity.as_str(),
