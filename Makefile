@@ -3,6 +3,7 @@
 #   make demo      build everything and run the demo (a C and a Python program)
 #   make test      build everything and run every test (Rust, C, C++ header check)
 #   make sanitize  run the C tests under valgrind memcheck (leaks and errors are fatal)
+#   make bench     run the benchmarks: one table of ratios against the peers, same run
 
 SHELL    := bash
 CARGO    ?= cargo
@@ -20,7 +21,7 @@ C_TESTS  := $(patsubst tests/c/%.c,$(BUILD)/c/%,$(wildcard tests/c/test_*.c))
 # Per-program time limit: a hang is a failure, never a stuck CI.
 RUN      := timeout 300
 
-.PHONY: all build python test-python test test-suites test-rust test-c test-cpp test-readme test-readme-python demo sanitize clean
+.PHONY: all build python test-python test test-suites test-rust test-c test-cpp test-readme test-readme-python demo sanitize bench clean
 
 all: build
 
@@ -109,12 +110,24 @@ demo: build $(BUILD)/demo python
 	@echo "==== the Python demo (examples/python/demo.py)"
 	$(VPY) examples/python/demo.py
 
-# valgrind memcheck on every C test: any error or leak fails the run.
-VALGRIND := valgrind --suppressions=tests/valgrind.supp --error-exitcode=99 --leak-check=full --show-leak-kinds=definite,indirect,possible --errors-for-leak-kinds=definite,indirect,possible --fair-sched=yes
+# valgrind memcheck on every C test: any error or leak fails the run. A process job's
+# child is forked under valgrind until it execs; --child-silent-after-fork keeps the leak
+# report of a child whose exec failed (a copy of the test's heap) out of the output.
+VALGRIND := valgrind --suppressions=tests/valgrind.supp --child-silent-after-fork=yes --error-exitcode=99 --leak-check=full --show-leak-kinds=definite,indirect,possible --errors-for-leak-kinds=definite,indirect,possible --fair-sched=yes
 sanitize: build $(C_TESTS)
 	@command -v valgrind >/dev/null || { apt-get update -qq && apt-get install -y -qq valgrind; }
 	@set -e; for t in $(C_TESTS); do echo "== valgrind $$t"; BGJOB_SANITIZE=1 $(RUN) $(VALGRIND) $$t; done
 	@echo "sanitize: valgrind memcheck found no errors and no leaks in $(words $(C_TESTS)) C test programs"
+
+# Benchmarks: C programs built optimised against the release library, and a Python
+# driver (in the test virtual environment, with the package built) that runs them, runs
+# the Python peers and prints one table. Timing claims live here, never in tests.
+$(BUILD)/bench/%: benches/%.c $(HEADER) | build
+	@mkdir -p $(dir $@)
+	$(CC) -O2 $(CWARN) -std=c11 -Iinclude $< -o $@ $(LINK)
+
+bench: build python $(BUILD)/bench/process_spawn
+	$(VPY) benches/run.py $(BUILD)/bench/process_spawn
 
 clean:
 	$(CARGO) clean

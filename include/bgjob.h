@@ -103,10 +103,14 @@ typedef struct bgjob_records bgjob_records;
 
 /**
  * What to start: built with the `bgjob_spec_*` functions, consumed by `bgjob_start`,
- * `bgjob_run_inline` or `bgjob_create_custom`. A spec without inputs starts a thread job;
- * one with inputs (`bgjob_spec_add_input`) a parallel job; `bgjob_create_custom` makes a
- * custom job (no work; the host drives it) from its name, command, callbacks and the
- * custom-only settings (`bgjob_spec_set_location`, `bgjob_spec_set_type_name`,
+ * `bgjob_run_inline` or `bgjob_create_custom`. A spec with work and without inputs starts
+ * a thread job; one with inputs (`bgjob_spec_add_input`) a parallel job; one with argv
+ * (`bgjob_spec_set_argv`, instead of work) a process job running that program, with the
+ * process-only settings (`bgjob_spec_set_env`, `bgjob_spec_clear_env`,
+ * `bgjob_spec_set_working_directory`, `bgjob_spec_set_stdin`,
+ * `bgjob_spec_set_stop_grace`, `bgjob_spec_set_output_mode`); `bgjob_create_custom`
+ * makes a custom job (no work; the host drives it) from its name, command, callbacks and
+ * the custom-only settings (`bgjob_spec_set_location`, `bgjob_spec_set_type_name`,
  * `bgjob_spec_add_custom_child`, `bgjob_spec_on_stop`).
  */
 typedef struct bgjob_spec bgjob_spec;
@@ -201,6 +205,11 @@ typedef struct bgjob_stop_event {
 typedef void (*bgjob_stop_callback)(const struct bgjob_stop_event *event, void *user_data);
 
 /**
+ * How a process job's output becomes records: one of the `BGJOB_OUTPUT_*` constants.
+ */
+typedef uint32_t bgjob_output_mode;
+
+/**
  * One record, as seen from C. Owned by its batch. Fields may be added at the end.
  */
 typedef struct bgjob_record {
@@ -246,6 +255,19 @@ typedef struct bgjob_record {
  * text given to `bgjob_context_fail`, or "the work returned N").
  */
 typedef int32_t (*bgjob_work_fn)(struct bgjob_context *ctx, void *user_data);
+
+/**
+ * One record per line (the default): the line without its `\n` (or `\r\n`); a last line
+ * without a newline is a record too; a line longer than 1 MiB is cut into records of
+ * that size.
+ */
+#define BGJOB_OUTPUT_LINES 0
+
+/**
+ * One record per read from the pipe (up to 64 KiB): the bytes as they came, cut wherever
+ * the reads cut them.
+ */
+#define BGJOB_OUTPUT_CHUNKS 1
 
 /**
  * Success.
@@ -675,7 +697,8 @@ bgjob_status bgjob_spec_on_stop(struct bgjob_spec *spec,
  *
  * The spec is consumed (freed) whatever the result; on failure no job is made and its
  * user data is finalized. `BGJOB_E_INVALID_ARGUMENT` if the spec has work
- * (`bgjob_spec_set_work`) or inputs (`bgjob_spec_add_input`): a custom job runs none of
+ * (`bgjob_spec_set_work`), inputs (`bgjob_spec_add_input`) or argv or other process-only
+ * settings (`bgjob_spec_set_argv`, `bgjob_spec_set_env`, …): a custom job runs none of
  * ours. A pool or throttle limit on the spec has no effect.
  *
  * # Safety
@@ -1117,6 +1140,107 @@ bgjob_status bgjob_configure_default_pool(uint32_t threads, uint32_t throttle);
 bgjob_status bgjob_shutdown(int64_t timeout_ms);
 
 /**
+ * Makes the spec a *process job* (PowerShell's `Start-Job`): `bgjob_start` then runs the
+ * program `argv[0]` — looked up in `PATH` unless it contains a `/` — with the arguments
+ * `argv[1..argc]`, no shell involved (run `sh -c` for one). Each string is copied; it is
+ * NUL-terminated bytes passed to the OS as they are, so it need not be UTF-8. The job's
+ * command text is the argv as typed in a shell (unless `bgjob_spec_set_command` gives
+ * one). Calling it again replaces the argv.
+ *
+ * A process job has no work function and no inputs (`bgjob_start` refuses a spec with
+ * both argv and `bgjob_spec_set_work` or `bgjob_spec_add_input`). Its environment,
+ * working directory, stdin, stop grace and output mode are set with
+ * `bgjob_spec_set_env`, `bgjob_spec_clear_env`, `bgjob_spec_set_working_directory`,
+ * `bgjob_spec_set_stdin`, `bgjob_spec_set_stop_grace` and `bgjob_spec_set_output_mode`.
+ *
+ * `BGJOB_E_INVALID_ARGUMENT` (the spec unchanged) if `argv` is NULL, `argc` is 0, an
+ * element among the first `argc` is NULL, or `argv[0]` is empty.
+ *
+ * # Safety
+ * `spec` is a live spec; `argv` is NULL or points to `argc` pointers, each NULL or a
+ * NUL-terminated string.
+ */
+bgjob_status bgjob_spec_set_argv(struct bgjob_spec *spec, const char *const *argv, size_t argc);
+
+/**
+ * Sets the environment variable `name` to `value` for the process job's process,
+ * overriding the value it would inherit from this process; with `value` NULL, removes
+ * `name` from the process's environment instead. Later calls for the same name win.
+ * Both are NUL-terminated bytes (not necessarily UTF-8). Applies to a process job only
+ * (see `bgjob_spec_set_argv`).
+ *
+ * `BGJOB_E_INVALID_ARGUMENT` (the spec unchanged) if `name` is NULL, empty or contains
+ * `=`.
+ *
+ * # Safety
+ * `spec` is a live spec; `name` is NUL-terminated; `value` is NULL or NUL-terminated.
+ */
+bgjob_status bgjob_spec_set_env(struct bgjob_spec *spec, const char *name, const char *value);
+
+/**
+ * Makes the process job's process start from an empty environment instead of inheriting
+ * this process's: only the variables set with `bgjob_spec_set_env` (before or after this
+ * call) pass — the environment is replaced. The lookup of a program name without a `/`
+ * then uses the `PATH` set that way, if any. Applies to a process job only (see
+ * `bgjob_spec_set_argv`).
+ *
+ * # Safety
+ * `spec` is a live spec.
+ */
+bgjob_status bgjob_spec_clear_env(struct bgjob_spec *spec);
+
+/**
+ * Runs the process job's process in the directory `dir` (NUL-terminated bytes, not
+ * necessarily UTF-8) instead of this process's working directory. It is checked when the
+ * job starts: if it does not exist or is not a directory, `bgjob_start` (or
+ * `bgjob_run_inline`) fails with `BGJOB_E_SYSTEM` (`bgjob_last_error_errno` gives e.g.
+ * `ENOENT` or `ENOTDIR`, the message names the directory) and no job is made. Applies to
+ * a process job only (see `bgjob_spec_set_argv`).
+ *
+ * # Safety
+ * `spec` is a live spec; `dir` is NUL-terminated.
+ */
+bgjob_status bgjob_spec_set_working_directory(struct bgjob_spec *spec, const char *dir);
+
+/**
+ * Feeds the `len` bytes at `data` (copied; any bytes) to the process job's stdin, then
+ * closes it, so the process sees end of file after them. Without this call its stdin is
+ * at end of file from the start. `data` may be NULL only if `len` is 0. Calling it again
+ * replaces the bytes. Applies to a process job only (see `bgjob_spec_set_argv`).
+ *
+ * `BGJOB_E_INVALID_ARGUMENT` (the spec unchanged) if `data` is NULL while `len` is not 0.
+ *
+ * # Safety
+ * `spec` is a live spec; `data` is NULL or points to `len` readable bytes.
+ */
+bgjob_status bgjob_spec_set_stdin(struct bgjob_spec *spec, const void *data, size_t len);
+
+/**
+ * Sets how long a stop of the process job waits, after sending SIGTERM to the process's
+ * process group, before it sends SIGKILL: `grace_ms` milliseconds (default 5000; 0 kills
+ * at once). The job is Stopped once the process has ended either way. Applies to a
+ * process job only (see `bgjob_spec_set_argv`).
+ *
+ * `BGJOB_E_INVALID_ARGUMENT` (the spec unchanged) for a negative `grace_ms`.
+ *
+ * # Safety
+ * `spec` is a live spec.
+ */
+bgjob_status bgjob_spec_set_stop_grace(struct bgjob_spec *spec, int64_t grace_ms);
+
+/**
+ * Sets how the process job's stdout and stderr become records: `BGJOB_OUTPUT_LINES`
+ * (the default: one record per line) or `BGJOB_OUTPUT_CHUNKS` (one per chunk read).
+ * Applies to a process job only (see `bgjob_spec_set_argv`).
+ *
+ * `BGJOB_E_INVALID_ARGUMENT` (the spec unchanged) for any other value.
+ *
+ * # Safety
+ * `spec` is a live spec.
+ */
+bgjob_status bgjob_spec_set_output_mode(struct bgjob_spec *spec, bgjob_output_mode mode);
+
+/**
  * Receive-Job: takes the records of job `id` and of its children present now, in time
  * order, at most `max` of them (0 = no limit; the rest stay). `flags` combines
  * `BGJOB_RECEIVE_KEEP` (copy, leave them), `BGJOB_RECEIVE_WAIT` (block up to `timeout_ms`,
@@ -1160,9 +1284,10 @@ const struct bgjob_record *bgjob_records_get(const struct bgjob_records *records
 void bgjob_records_free(struct bgjob_records *records);
 
 /**
- * Creates an empty spec. Give it work with `bgjob_spec_set_work`, then start it with
- * `bgjob_start` or run it with `bgjob_run_inline`; or, without work, make a custom job of
- * it with `bgjob_create_custom`. Free a spec that is not used with `bgjob_spec_free`.
+ * Creates an empty spec. Give it work with `bgjob_spec_set_work` (or a program with
+ * `bgjob_spec_set_argv`), then start it with `bgjob_start` or run it with
+ * `bgjob_run_inline`; or, without work, make a custom job of it with
+ * `bgjob_create_custom`. Free a spec that is not used with `bgjob_spec_free`.
  *
  * # Safety
  * `out_spec` is writable.
@@ -1187,7 +1312,8 @@ void bgjob_spec_free(struct bgjob_spec *spec);
 bgjob_status bgjob_spec_set_name(struct bgjob_spec *spec, const char *name);
 
 /**
- * Sets the command text shown for the job (UTF-8), e.g. the work function's name.
+ * Sets the command text shown for the job (UTF-8), e.g. the work function's name. A
+ * process job's command is its argv as typed in a shell unless this sets another.
  *
  * # Safety
  * `spec` is a live spec; `command` is NUL-terminated.
@@ -1246,7 +1372,7 @@ bgjob_status bgjob_spec_add_input(struct bgjob_spec *spec, const void *data, siz
  * children run at once; the others wait NotStarted and are handed to the pool one by one
  * as running ones finish. 0 (the default) = only the pool's own limits. The limit is the
  * job's own, on top of its pool's. It matters only for a spec with inputs
- * (`bgjob_spec_add_input`); a thread job ignores it.
+ * (`bgjob_spec_add_input`); a thread or process job ignores it.
  *
  * # Safety
  * `spec` is a live spec.
@@ -1272,7 +1398,7 @@ bgjob_status bgjob_spec_on_state_changed(struct bgjob_spec *spec,
 /**
  * Starts the job `spec` describes and returns at once with its id in `*out_id`:
  *
- * - without inputs, a thread job (type `ThreadJob`) whose work runs once;
+ * - with work and without inputs, a thread job (type `ThreadJob`) whose work runs once;
  * - with inputs (`bgjob_spec_add_input`), a parallel job (PowerShell's
  *   `ForEach-Object -Parallel -AsJob`): a parent of type `ParallelJob` with one child of
  *   type `ParallelChildJob` per input, in the order the inputs were added. `*out_id` is the
@@ -1281,13 +1407,30 @@ bgjob_status bgjob_spec_on_state_changed(struct bgjob_spec *spec,
  *   throttle limit of them run at once, the others stay NotStarted until a slot frees.
  *   The parent's state follows its children's (Failed if any failed, else Stopped if any
  *   stopped, else Completed), its status message reads `finished/total completed`, a
- *   receive from it returns its children's records, and removing it removes them.
+ *   receive from it returns its children's records, and removing it removes them;
+ * - with argv (`bgjob_spec_set_argv`) instead of work, a process job (PowerShell's
+ *   `Start-Job`, type `ProcessJob`, location `localhost`, command = the argv as typed in
+ *   a shell unless the spec sets one): a pool worker starts the program (the pool's
+ *   throttle counts the job as running until the process ends, without holding a worker
+ *   meanwhile). Each line it writes to stdout becomes an Output record, each line to
+ *   stderr an Error record, in the order they arrive (see `bgjob_spec_set_output_mode`).
+ *   Exit code 0 completes the job; another exit code fails it with the reason
+ *   `exited with code N`, death by a signal with a reason naming the signal; a program
+ *   that cannot be started (not found, not executable) fails it with the OS's reason, e.g.
+ *   `cannot start 'x': No such file or directory (os error 2)`. `bgjob_stop` sends SIGTERM
+ *   to the process's process group, then SIGKILL after the stop grace
+ *   (`bgjob_spec_set_stop_grace`), and the job ends Stopped. A process job cannot be
+ *   suspended.
  *
- * The work's return code decides each job's (or child's) end: 0 completes it, anything
- * else fails it (see `bgjob_work_fn`). The spec is consumed (freed) whatever the result;
- * on failure nothing is left behind and its user data is finalized. Fails with
- * `BGJOB_E_INVALID_ARGUMENT` if the spec has no work or holds settings only a custom job
- * has (see `bgjob_create_custom`), and `BGJOB_E_SHUT_DOWN` if its pool was shut down.
+ * The work's return code decides a thread job's (or child's) end: 0 completes it,
+ * anything else fails it (see `bgjob_work_fn`). The spec is consumed (freed) whatever the
+ * result; on failure nothing is left behind and its user data is finalized. Fails with
+ * `BGJOB_E_INVALID_ARGUMENT` if the spec has neither work nor argv, if it has argv
+ * together with work or inputs, if it holds settings only a custom job has (see
+ * `bgjob_create_custom`), or process-only settings without argv; with `BGJOB_E_SYSTEM` if
+ * a process job's working directory does not exist or is not a directory
+ * (`bgjob_last_error_errno` gives the error number); and with `BGJOB_E_SHUT_DOWN` if its
+ * pool was shut down.
  *
  * # Safety
  * `spec` is NULL or a live spec, not used after this call; `out_id` is writable.
@@ -1295,24 +1438,30 @@ bgjob_status bgjob_spec_on_state_changed(struct bgjob_spec *spec,
 bgjob_status bgjob_start(struct bgjob_spec *spec, uint64_t *out_id);
 
 /**
- * An inline run (PowerShell's cmdlet without `-AsJob`): the thread job `bgjob_start`
- * would start from `spec`, but its work runs here, on the calling thread, and this returns
- * only once the job is finished and the callbacks of its finished state have run. It is
- * the same job: in the repository (its id in `*out_id`), with the same states, callbacks
- * (NotStarted → Running, then Running → Completed or Failed, called on this thread) and
- * records. Receive its records and remove it as for any job. A stop asked from another
- * thread meanwhile works as for any running job (the work sees it with
- * `bgjob_context_stop_requested`; the callbacks of the changes that stop makes may run on
- * that thread). The spec's pool, if any, is not used.
+ * An inline run (PowerShell's cmdlet without `-AsJob`): the thread or process job
+ * `bgjob_start` would start from `spec`, but it runs here, on the calling thread — a
+ * thread job's work is called here, a process job's program is started from here — and
+ * this returns only once the job is finished and the callbacks of its finished state have
+ * run. It is the same job: in the repository (its id in `*out_id`), with the same states,
+ * callbacks (NotStarted → Running, then Running → Completed or Failed, called on this
+ * thread) and records (for a process job: one per line, as for `bgjob_start`). Receive its
+ * records and remove it as for any job. A stop asked from another thread meanwhile works
+ * as for any running job (the work sees it with `bgjob_context_stop_requested`; a process
+ * gets SIGTERM, then SIGKILL after the grace; the callbacks of the changes that stop makes
+ * may run on that thread). The spec's pool, if any, is not used.
  *
  * The status says whether the run happened, not how the job ended: `BGJOB_OK` also for a
- * job whose work failed (read its state with `bgjob_get_state`).
+ * job whose work failed or whose process exited with a code other than 0 or could not be
+ * started (read its state with `bgjob_get_state`).
  *
  * The spec is consumed (freed) whatever the result; on failure no job is made and its
- * user data is finalized. `BGJOB_E_INVALID_ARGUMENT` if the spec has no work, if it has
- * inputs (`bgjob_spec_add_input`: a parallel job's children run on a pool, so a parallel
- * job cannot run inline; start it with `bgjob_start`), or if it holds settings only a
- * custom job has (see `bgjob_create_custom`).
+ * user data is finalized. `BGJOB_E_INVALID_ARGUMENT` if the spec has neither work nor
+ * argv, if it has argv together with work or inputs, if it has inputs
+ * (`bgjob_spec_add_input`: a parallel job's children run on a pool, so a parallel job
+ * cannot run inline; start it with `bgjob_start`), if it holds settings only a custom
+ * job has (see `bgjob_create_custom`), or process-only settings without argv.
+ * `BGJOB_E_SYSTEM` if a process job's working directory does not exist or is not a
+ * directory.
  *
  * # Safety
  * `spec` is NULL or a live spec, not used after this call; `out_id` is writable.

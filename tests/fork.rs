@@ -5,51 +5,12 @@
 //! One test in its own test binary: the child it forks must not inherit other tests'
 //! threads in the middle of their work.
 
-use bgjob::{JobSpec, JobState, Pool, WaitMode, default_pool, wait_jobs};
+mod common;
+
+use bgjob::{JobSpec, JobState, Pool, default_pool};
+use common::LONG;
+use common::fork::{in_child, run_to_end};
 use std::sync::mpsc;
-use std::time::Duration;
-
-const LONG: Duration = Duration::from_secs(60);
-
-/// Runs `child` in a forked child process; its return value is the child's exit status.
-fn in_child(child: impl FnOnce() -> Result<(), String>) -> Result<(), String> {
-    // SAFETY: the child only runs `child` and then `_exit`s; no unwinding leaves it.
-    let pid = unsafe { libc::fork() };
-    assert!(pid >= 0, "fork failed");
-    if pid == 0 {
-        let code = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(child)) {
-            Ok(Ok(())) => 0,
-            Ok(Err(msg)) => {
-                eprintln!("child: {msg}");
-                1
-            }
-            Err(_) => 2,
-        };
-        // SAFETY: ends the child without running the parent's atexit handlers twice.
-        unsafe { libc::_exit(code) };
-    }
-    let mut status = 0;
-    // SAFETY: waits for the child forked above.
-    let rc = unsafe { libc::waitpid(pid, &mut status, 0) };
-    assert_eq!(rc, pid);
-    match libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status)) {
-        Some(0) => Ok(()),
-        other => Err(format!("child ended with {other:?} (raw status {status})")),
-    }
-}
-
-fn run_to_end(job: &std::sync::Arc<bgjob::Job>) -> Result<JobState, String> {
-    let r = wait_jobs(std::slice::from_ref(job), WaitMode::All, Some(LONG))
-        .map_err(|e| e.to_string())?;
-    if r.done.len() != 1 {
-        return Err(format!(
-            "job {} still {} after {LONG:?}",
-            job.id(),
-            job.state()
-        ));
-    }
-    Ok(job.state())
-}
 
 #[test]
 fn pools_made_before_a_fork_work_in_the_child() {

@@ -250,6 +250,15 @@ fn environment_is_inherited_added_to_and_replaced() {
         .start()
         .unwrap();
     assert_eq!(finish(&job), ["ONLY=this"]);
+    // Set, removed, then the environment cleared: the removal still holds.
+    let job = ProcessJobSpec::new(["/usr/bin/env"])
+        .env("GONE", "x")
+        .env_remove("GONE")
+        .env_clear()
+        .env("KEPT", "y")
+        .start()
+        .unwrap();
+    assert_eq!(finish(&job), ["KEPT=y"]);
     let job = sh("echo \"${BGJOB_TEST_INHERITED-unset}\"")
         .env_remove("BGJOB_TEST_INHERITED")
         .start()

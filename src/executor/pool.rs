@@ -122,6 +122,8 @@ impl Shared {
                 }
             }
         }
+        // The parent's process jobs are not this process's either.
+        crate::process::reactor::after_fork();
         if !(queued.is_empty() && running.is_empty()) {
             // Their callbacks must not run inside whatever call of the host found the pool
             // stale (it may hold a lock of its own that a callback takes): a thread does it.
@@ -397,7 +399,15 @@ impl PoolInner {
 
     /// The handed-off job `id` has finished: a shutdown may be waiting for it.
     pub(super) fn untrack_handed_off(&self, id: JobId) {
-        lock(&self.handed_off).remove(&id);
+        {
+            let mut h = lock(&self.handed_off);
+            h.remove(&id);
+            if h.is_empty() {
+                // An empty map gives its table back (as repository shards do), so a
+                // leak checker sees no table that only an interior pointer reaches.
+                h.shrink_to_fit();
+            }
+        }
         let _g = lock(&self.exited.0);
         self.exited.1.notify_all();
     }

@@ -199,7 +199,8 @@ pub unsafe extern "C" fn bgjob_spec_on_stop(
 ///
 /// The spec is consumed (freed) whatever the result; on failure no job is made and its
 /// user data is finalized. `BGJOB_E_INVALID_ARGUMENT` if the spec has work
-/// (`bgjob_spec_set_work`) or inputs (`bgjob_spec_add_input`): a custom job runs none of
+/// (`bgjob_spec_set_work`), inputs (`bgjob_spec_add_input`) or argv or other process-only
+/// settings (`bgjob_spec_set_argv`, `bgjob_spec_set_env`, …): a custom job runs none of
 /// ours. A pool or throttle limit on the spec has no effect.
 ///
 /// # Safety
@@ -226,6 +227,7 @@ pub unsafe extern "C" fn bgjob_create_custom(
                 spec.inputs.len()
             )));
         }
+        spec.process.refuse("bgjob_create_custom")?;
         let custom = spec.custom;
         let mut cs = CustomJobSpec::new();
         if let Some(name) = spec.name {

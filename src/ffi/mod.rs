@@ -14,6 +14,7 @@ pub mod custom;
 pub mod event_queue;
 pub mod job;
 pub mod pool;
+pub mod process;
 pub mod records;
 pub mod spec;
 pub mod status;

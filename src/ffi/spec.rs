@@ -1,11 +1,14 @@
-//! Start-Job from C: the start spec builder, `bgjob_start` (a thread job, or a parallel
-//! job when the spec has inputs) and `bgjob_run_inline` (a thread job run on the caller's
-//! thread). `bgjob_create_custom` (src/ffi/custom.rs) makes a custom job from a spec.
+//! Start-Job from C: the start spec builder, `bgjob_start` (a thread job, a parallel job
+//! when the spec has inputs, or a process job when it has argv) and `bgjob_run_inline` (a
+//! thread or process job run on the caller's thread). `bgjob_create_custom`
+//! (src/ffi/custom.rs) makes a custom job from a spec; the process-only settings are in
+//! src/ffi/process.rs.
 
 use super::callbacks::{ForeignData, bgjob_finalizer, bgjob_state_callback, required_callback};
 use super::context::{as_c, bgjob_work_fn};
 use super::custom::CustomSettings;
 use super::pool::bgjob_pool;
+use super::process::{ProcessSettings, process_job_spec};
 use super::status::bgjob_status;
 use super::types::bytes_arg;
 use super::{boundary, c_str, non_null};
@@ -19,10 +22,14 @@ use std::ffi::{c_char, c_void};
 use std::sync::Arc;
 
 /// What to start: built with the `bgjob_spec_*` functions, consumed by `bgjob_start`,
-/// `bgjob_run_inline` or `bgjob_create_custom`. A spec without inputs starts a thread job;
-/// one with inputs (`bgjob_spec_add_input`) a parallel job; `bgjob_create_custom` makes a
-/// custom job (no work; the host drives it) from its name, command, callbacks and the
-/// custom-only settings (`bgjob_spec_set_location`, `bgjob_spec_set_type_name`,
+/// `bgjob_run_inline` or `bgjob_create_custom`. A spec with work and without inputs starts
+/// a thread job; one with inputs (`bgjob_spec_add_input`) a parallel job; one with argv
+/// (`bgjob_spec_set_argv`, instead of work) a process job running that program, with the
+/// process-only settings (`bgjob_spec_set_env`, `bgjob_spec_clear_env`,
+/// `bgjob_spec_set_working_directory`, `bgjob_spec_set_stdin`,
+/// `bgjob_spec_set_stop_grace`, `bgjob_spec_set_output_mode`); `bgjob_create_custom`
+/// makes a custom job (no work; the host drives it) from its name, command, callbacks and
+/// the custom-only settings (`bgjob_spec_set_location`, `bgjob_spec_set_type_name`,
 /// `bgjob_spec_add_custom_child`, `bgjob_spec_on_stop`).
 pub struct bgjob_spec {
     pub(super) name: Option<String>,
@@ -40,6 +47,9 @@ pub struct bgjob_spec {
     /// What only a custom job has (`bgjob_create_custom`): location, type name, children,
     /// stop callback.
     pub(super) custom: CustomSettings,
+    /// What only a process job has: argv (which makes the spec a process job),
+    /// environment, working directory, stdin, stop grace, output mode.
+    pub(super) process: ProcessSettings,
 }
 
 /// # Safety
@@ -49,9 +59,10 @@ pub(super) unsafe fn spec_mut<'a>(spec: *mut bgjob_spec) -> Result<&'a mut bgjob
     unsafe { spec.as_mut() }.ok_or_else(|| Error::InvalidArgument("spec is NULL".into()))
 }
 
-/// Creates an empty spec. Give it work with `bgjob_spec_set_work`, then start it with
-/// `bgjob_start` or run it with `bgjob_run_inline`; or, without work, make a custom job of
-/// it with `bgjob_create_custom`. Free a spec that is not used with `bgjob_spec_free`.
+/// Creates an empty spec. Give it work with `bgjob_spec_set_work` (or a program with
+/// `bgjob_spec_set_argv`), then start it with `bgjob_start` or run it with
+/// `bgjob_run_inline`; or, without work, make a custom job of it with
+/// `bgjob_create_custom`. Free a spec that is not used with `bgjob_spec_free`.
 ///
 /// # Safety
 /// `out_spec` is writable.
@@ -70,6 +81,7 @@ pub unsafe extern "C" fn bgjob_spec_new(out_spec: *mut *mut bgjob_spec) -> bgjob
             inputs: Vec::new(),
             throttle_limit: 0,
             custom: CustomSettings::default(),
+            process: ProcessSettings::default(),
         });
         // SAFETY: non-NULL and writable, as documented.
         unsafe { *out_spec = Box::into_raw(spec) };
@@ -110,7 +122,8 @@ pub unsafe extern "C" fn bgjob_spec_set_name(
     })
 }
 
-/// Sets the command text shown for the job (UTF-8), e.g. the work function's name.
+/// Sets the command text shown for the job (UTF-8), e.g. the work function's name. A
+/// process job's command is its argv as typed in a shell unless this sets another.
 ///
 /// # Safety
 /// `spec` is a live spec; `command` is NUL-terminated.
@@ -210,7 +223,7 @@ pub unsafe extern "C" fn bgjob_spec_add_input(
 /// children run at once; the others wait NotStarted and are handed to the pool one by one
 /// as running ones finish. 0 (the default) = only the pool's own limits. The limit is the
 /// job's own, on top of its pool's. It matters only for a spec with inputs
-/// (`bgjob_spec_add_input`); a thread job ignores it.
+/// (`bgjob_spec_add_input`); a thread or process job ignores it.
 ///
 /// # Safety
 /// `spec` is a live spec.
@@ -254,7 +267,7 @@ pub unsafe extern "C" fn bgjob_spec_on_state_changed(
 
 /// Starts the job `spec` describes and returns at once with its id in `*out_id`:
 ///
-/// - without inputs, a thread job (type `ThreadJob`) whose work runs once;
+/// - with work and without inputs, a thread job (type `ThreadJob`) whose work runs once;
 /// - with inputs (`bgjob_spec_add_input`), a parallel job (PowerShell's
 ///   `ForEach-Object -Parallel -AsJob`): a parent of type `ParallelJob` with one child of
 ///   type `ParallelChildJob` per input, in the order the inputs were added. `*out_id` is the
@@ -263,13 +276,30 @@ pub unsafe extern "C" fn bgjob_spec_on_state_changed(
 ///   throttle limit of them run at once, the others stay NotStarted until a slot frees.
 ///   The parent's state follows its children's (Failed if any failed, else Stopped if any
 ///   stopped, else Completed), its status message reads `finished/total completed`, a
-///   receive from it returns its children's records, and removing it removes them.
+///   receive from it returns its children's records, and removing it removes them;
+/// - with argv (`bgjob_spec_set_argv`) instead of work, a process job (PowerShell's
+///   `Start-Job`, type `ProcessJob`, location `localhost`, command = the argv as typed in
+///   a shell unless the spec sets one): a pool worker starts the program (the pool's
+///   throttle counts the job as running until the process ends, without holding a worker
+///   meanwhile). Each line it writes to stdout becomes an Output record, each line to
+///   stderr an Error record, in the order they arrive (see `bgjob_spec_set_output_mode`).
+///   Exit code 0 completes the job; another exit code fails it with the reason
+///   `exited with code N`, death by a signal with a reason naming the signal; a program
+///   that cannot be started (not found, not executable) fails it with the OS's reason, e.g.
+///   `cannot start 'x': No such file or directory (os error 2)`. `bgjob_stop` sends SIGTERM
+///   to the process's process group, then SIGKILL after the stop grace
+///   (`bgjob_spec_set_stop_grace`), and the job ends Stopped. A process job cannot be
+///   suspended.
 ///
-/// The work's return code decides each job's (or child's) end: 0 completes it, anything
-/// else fails it (see `bgjob_work_fn`). The spec is consumed (freed) whatever the result;
-/// on failure nothing is left behind and its user data is finalized. Fails with
-/// `BGJOB_E_INVALID_ARGUMENT` if the spec has no work or holds settings only a custom job
-/// has (see `bgjob_create_custom`), and `BGJOB_E_SHUT_DOWN` if its pool was shut down.
+/// The work's return code decides a thread job's (or child's) end: 0 completes it,
+/// anything else fails it (see `bgjob_work_fn`). The spec is consumed (freed) whatever the
+/// result; on failure nothing is left behind and its user data is finalized. Fails with
+/// `BGJOB_E_INVALID_ARGUMENT` if the spec has neither work nor argv, if it has argv
+/// together with work or inputs, if it holds settings only a custom job has (see
+/// `bgjob_create_custom`), or process-only settings without argv; with `BGJOB_E_SYSTEM` if
+/// a process job's working directory does not exist or is not a directory
+/// (`bgjob_last_error_errno` gives the error number); and with `BGJOB_E_SHUT_DOWN` if its
+/// pool was shut down.
 ///
 /// # Safety
 /// `spec` is NULL or a live spec, not used after this call; `out_id` is writable.
@@ -278,11 +308,16 @@ pub unsafe extern "C" fn bgjob_start(spec: *mut bgjob_spec, out_id: *mut u64) ->
     boundary(|| {
         // SAFETY: as documented for the caller.
         let spec = unsafe { take_spec(spec, out_id) }?;
-        spec.custom.refuse("bgjob_start")?;
-        let job = if spec.inputs.is_empty() {
-            start_thread_job(spec)?
+        let job = if spec.process.is_process() {
+            process_job_spec(spec, "bgjob_start")?.start()?
         } else {
-            start_parallel(spec)?
+            spec.custom.refuse("bgjob_start")?;
+            spec.process.refuse_without_argv("bgjob_start")?;
+            if spec.inputs.is_empty() {
+                start_thread_job(spec)?
+            } else {
+                start_parallel(spec)?
+            }
         };
         // SAFETY: non-NULL (checked by take_spec) and writable, as documented.
         unsafe { *out_id = job.id() };
@@ -290,24 +325,30 @@ pub unsafe extern "C" fn bgjob_start(spec: *mut bgjob_spec, out_id: *mut u64) ->
     })
 }
 
-/// An inline run (PowerShell's cmdlet without `-AsJob`): the thread job `bgjob_start`
-/// would start from `spec`, but its work runs here, on the calling thread, and this returns
-/// only once the job is finished and the callbacks of its finished state have run. It is
-/// the same job: in the repository (its id in `*out_id`), with the same states, callbacks
-/// (NotStarted → Running, then Running → Completed or Failed, called on this thread) and
-/// records. Receive its records and remove it as for any job. A stop asked from another
-/// thread meanwhile works as for any running job (the work sees it with
-/// `bgjob_context_stop_requested`; the callbacks of the changes that stop makes may run on
-/// that thread). The spec's pool, if any, is not used.
+/// An inline run (PowerShell's cmdlet without `-AsJob`): the thread or process job
+/// `bgjob_start` would start from `spec`, but it runs here, on the calling thread — a
+/// thread job's work is called here, a process job's program is started from here — and
+/// this returns only once the job is finished and the callbacks of its finished state have
+/// run. It is the same job: in the repository (its id in `*out_id`), with the same states,
+/// callbacks (NotStarted → Running, then Running → Completed or Failed, called on this
+/// thread) and records (for a process job: one per line, as for `bgjob_start`). Receive its
+/// records and remove it as for any job. A stop asked from another thread meanwhile works
+/// as for any running job (the work sees it with `bgjob_context_stop_requested`; a process
+/// gets SIGTERM, then SIGKILL after the grace; the callbacks of the changes that stop makes
+/// may run on that thread). The spec's pool, if any, is not used.
 ///
 /// The status says whether the run happened, not how the job ended: `BGJOB_OK` also for a
-/// job whose work failed (read its state with `bgjob_get_state`).
+/// job whose work failed or whose process exited with a code other than 0 or could not be
+/// started (read its state with `bgjob_get_state`).
 ///
 /// The spec is consumed (freed) whatever the result; on failure no job is made and its
-/// user data is finalized. `BGJOB_E_INVALID_ARGUMENT` if the spec has no work, if it has
-/// inputs (`bgjob_spec_add_input`: a parallel job's children run on a pool, so a parallel
-/// job cannot run inline; start it with `bgjob_start`), or if it holds settings only a
-/// custom job has (see `bgjob_create_custom`).
+/// user data is finalized. `BGJOB_E_INVALID_ARGUMENT` if the spec has neither work nor
+/// argv, if it has argv together with work or inputs, if it has inputs
+/// (`bgjob_spec_add_input`: a parallel job's children run on a pool, so a parallel job
+/// cannot run inline; start it with `bgjob_start`), if it holds settings only a custom
+/// job has (see `bgjob_create_custom`), or process-only settings without argv.
+/// `BGJOB_E_SYSTEM` if a process job's working directory does not exist or is not a
+/// directory.
 ///
 /// # Safety
 /// `spec` is NULL or a live spec, not used after this call; `out_id` is writable.
@@ -316,20 +357,48 @@ pub unsafe extern "C" fn bgjob_run_inline(spec: *mut bgjob_spec, out_id: *mut u6
     boundary(|| {
         // SAFETY: as documented for the caller.
         let spec = unsafe { take_spec(spec, out_id) }?;
-        if !spec.inputs.is_empty() {
-            return Err(Error::InvalidArgument(format!(
-                "the spec has {} input(s): a parallel job cannot run inline (its children \
-                 run on a pool); start it with bgjob_start",
-                spec.inputs.len()
-            )));
-        }
-        spec.custom.refuse("bgjob_run_inline")?;
-        let job = thread_job_spec(spec)?.run_inline();
+        let job = if spec.process.is_process() {
+            process_job_spec(spec, "bgjob_run_inline")?.run_inline()?
+        } else {
+            if !spec.inputs.is_empty() {
+                return Err(Error::InvalidArgument(format!(
+                    "the spec has {} input(s): a parallel job cannot run inline (its \
+                     children run on a pool); start it with bgjob_start",
+                    spec.inputs.len()
+                )));
+            }
+            spec.custom.refuse("bgjob_run_inline")?;
+            spec.process.refuse_without_argv("bgjob_run_inline")?;
+            thread_job_spec(spec)?.run_inline()
+        };
         // SAFETY: non-NULL (checked by take_spec) and writable, as documented.
         unsafe { *out_id = job.id() };
         Ok(())
     })
 }
+
+/// Gives a core spec builder (`JobSpec`, `ParallelJobSpec`, `ProcessJobSpec`: each has
+/// these builder methods) what every kind of job takes from a C spec: its name, command,
+/// pool and callbacks. Moves those fields out of `$spec`.
+macro_rules! common_settings {
+    ($builder:expr, $spec:expr) => {{
+        let mut b = $builder;
+        if let Some(name) = $spec.name {
+            b = b.name(name);
+        }
+        if let Some(command) = $spec.command {
+            b = b.command(command);
+        }
+        if let Some(pool) = &$spec.pool {
+            b = b.pool(pool);
+        }
+        for cb in $spec.callbacks {
+            b = b.on_state_changed_boxed(cb);
+        }
+        b
+    }};
+}
+pub(super) use common_settings;
 
 /// Takes over a spec handed to a function that consumes it: from here on it is freed (and
 /// its user data finalized) whatever happens, also when `out_id` is NULL.
@@ -361,10 +430,14 @@ fn outcome(rc: i32) -> crate::job::WorkResult {
 /// The core's spec of the thread job `spec` describes: what `bgjob_start` queues and
 /// `bgjob_run_inline` runs in place.
 fn thread_job_spec(spec: bgjob_spec) -> Result<JobSpec> {
-    let (work, data) = spec
-        .work
-        .ok_or_else(|| Error::InvalidArgument("the spec has no work".into()))?;
-    let mut js = JobSpec::new(move |ctx| {
+    let (work, data) = spec.work.ok_or_else(|| {
+        Error::InvalidArgument(
+            "the spec has no work: give it a work function with bgjob_spec_set_work, \
+                 or a program with bgjob_spec_set_argv"
+                .into(),
+        )
+    })?;
+    let js = JobSpec::new(move |ctx| {
         let data = data;
         // SAFETY: the host gave us this function for this user data.
         let rc = unsafe { work(as_c(ctx), data.get()) };
@@ -372,19 +445,7 @@ fn thread_job_spec(spec: bgjob_spec) -> Result<JobSpec> {
         drop(data);
         outcome(rc)
     });
-    if let Some(name) = spec.name {
-        js = js.name(name);
-    }
-    if let Some(command) = spec.command {
-        js = js.command(command);
-    }
-    if let Some(pool) = &spec.pool {
-        js = js.pool(pool);
-    }
-    for cb in spec.callbacks {
-        js = js.on_state_changed_boxed(cb);
-    }
-    Ok(js)
+    Ok(common_settings!(js, spec))
 }
 
 fn start_thread_job(spec: bgjob_spec) -> Result<Arc<crate::job::Job>> {
@@ -402,20 +463,8 @@ fn start_parallel(spec: bgjob_spec) -> Result<Arc<crate::job::Job>> {
         // SAFETY: the host gave us this function for this user data.
         outcome(unsafe { work(as_c(ctx), data.get()) })
     });
-    let mut ps =
-        ParallelJobSpec::from_shared(spec.inputs, shared).throttle_limit(spec.throttle_limit);
-    if let Some(name) = spec.name {
-        ps = ps.name(name);
-    }
-    if let Some(command) = spec.command {
-        ps = ps.command(command);
-    }
-    if let Some(pool) = &spec.pool {
-        ps = ps.pool(pool);
-    }
+    let ps = ParallelJobSpec::from_shared(spec.inputs, shared).throttle_limit(spec.throttle_limit);
     // The spec's callbacks watch the parent (a child's changes show in the parent's).
-    for cb in spec.callbacks {
-        ps = ps.on_state_changed_boxed(cb);
-    }
+    let ps = common_settings!(ps, spec);
     ps.start()
 }

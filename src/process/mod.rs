@@ -86,11 +86,10 @@ impl ProcessJobSpec {
     }
 
     /// Starts from an empty environment instead of the caller's: only the variables set
-    /// with [`env`](Self::env) (before or after this call) are passed — the environment is
-    /// replaced. `PATH` lookup of `argv[0]` then uses the `PATH` given, if any.
+    /// with [`env`](Self::env) (before or after this call, and not removed after being
+    /// set) are passed — the environment is replaced. `PATH` lookup of `argv[0]` then uses the `PATH` given, if any.
     pub fn env_clear(mut self) -> Self {
         self.program.env_clear = true;
-        self.program.env.retain(|(_, v)| v.is_some());
         self
     }
 

@@ -129,6 +129,18 @@ pub(crate) fn shutdown(timeout: Option<Duration>) {
     inbox.quit = false;
 }
 
+/// In a forked child: fails the process jobs the parent's reactor served (called when a
+/// pool is first used in the child, so they do not stay Running there for ever).
+pub(crate) fn after_fork() {
+    let mut slot = lock(&REACTOR);
+    if slot
+        .as_ref()
+        .is_some_and(|r| r.generation != fork::generation())
+    {
+        orphan(slot.take().expect("checked above"));
+    }
+}
+
 /// The reactor of this process, made on first use (and anew in a forked child).
 fn current() -> Result<Arc<Reactor>> {
     let mut slot = lock(&REACTOR);
@@ -461,7 +473,12 @@ impl State {
         if let Err(e) = ok {
             // Out of epoll resources: this process cannot be watched; end it.
             let e = Error::system("epoll_ctl", &e);
-            self.end(r, slot, Some(format!("cannot watch the process: {e}")));
+            self.end(
+                r,
+                slot,
+                Some(format!("cannot watch the process: {e}")),
+                true,
+            );
             return;
         }
         let stop_asked = self.slots[slot]
@@ -556,7 +573,8 @@ impl State {
             )
         };
         if rc < 0 {
-            // ECHILD: someone else reaped it (a host's `waitpid(-1)`).
+            // ECHILD: someone else reaped it (a host's `waitpid(-1)`). Its pid may belong
+            // to another process by now: it must not be signalled.
             let err = std::io::Error::last_os_error();
             self.end(
                 r,
@@ -564,6 +582,7 @@ impl State {
                 Some(format!(
                     "lost track of process {pid}: {err} (was it reaped by another waitpid?)"
                 )),
+                false,
             );
             return;
         }
@@ -575,12 +594,12 @@ impl State {
             // A stop was asked: what is left of the group goes with its leader.
             signal_group(pid, libc::SIGKILL);
         }
-        self.end(r, slot, None);
+        self.end(r, slot, None, false);
     }
 
-    /// Reaps the process of `slot` (killing it first if `failure` says it cannot be
-    /// watched), drains its pipes, frees the slot and finishes the job.
-    fn end(&mut self, r: &Reactor, slot: usize, failure: Option<String>) {
+    /// Reaps the process of `slot` (killing it first if `kill`), drains its pipes, frees
+    /// the slot and finishes the job (failed with `failure`, if given).
+    fn end(&mut self, r: &Reactor, slot: usize, failure: Option<String>, kill: bool) {
         let Some(mut e) = self.slots[slot].take() else {
             return;
         };
@@ -591,7 +610,7 @@ impl State {
         }
         let job = e.completion.job().clone();
         self.by_job.remove(&job.id());
-        if failure.is_some() {
+        if kill {
             signal_group(e.pid, libc::SIGKILL);
         }
         let mut status = 0;
@@ -626,7 +645,14 @@ impl State {
                 std::io::Error::last_os_error()
             )),
         };
-        lock(&r.jobs).remove(&job.id());
+        {
+            let mut jobs = lock(&r.jobs);
+            jobs.remove(&job.id());
+            if jobs.is_empty() {
+                // Give the table back when idle (see `untrack_handed_off` in the pool).
+                jobs.shrink_to_fit();
+            }
+        }
         e.completion.finish(outcome);
     }
 }

@@ -596,7 +596,8 @@ static void test_names_of_out_of_range_values(void) {
     CHECK(strcmp(bgjob_status_name(BGJOB_E_TIMEOUT), "BGJOB_E_TIMEOUT") == 0);
     CHECK(strcmp(bgjob_status_name(BGJOB_E_PANIC), "BGJOB_E_PANIC") == 0);
     CHECK(strcmp(bgjob_status_name(BGJOB_E_BLOCKED), "BGJOB_E_BLOCKED") == 0);
-    CHECK(strcmp(bgjob_status_name(BGJOB_E_BLOCKED + 1), "BGJOB_E_UNKNOWN") == 0);
+    CHECK(strcmp(bgjob_status_name(BGJOB_E_SYSTEM), "BGJOB_E_SYSTEM") == 0);
+    CHECK(strcmp(bgjob_status_name(BGJOB_E_SYSTEM + 1), "BGJOB_E_UNKNOWN") == 0);
     CHECK(strcmp(bgjob_status_name(999), "BGJOB_E_UNKNOWN") == 0);
     CHECK(strcmp(bgjob_status_name(UINT32_MAX), "BGJOB_E_UNKNOWN") == 0);
     CHECK(strcmp(bgjob_state_name(BGJOB_STATE_NOT_STARTED), "NotStarted") == 0);

@@ -7,6 +7,8 @@
 // Each test binary uses only some of these.
 #![allow(dead_code)]
 
+pub mod fork;
+
 use bgjob::{
     Job, JobFilter, JobId, JobState, ReceiveOptions, Record, WaitMode, WildcardPattern, remove_job,
     wait_jobs,

@@ -1,0 +1,938 @@
+/* Process jobs through the C ABI (PowerShell's Start-Job): a spec with argv runs a
+ * program; stdout lines are Output records, stderr lines Error records, in arrival
+ * order; exit 0 completes, anything else fails; stdin bytes, environment, working
+ * directory; stop with SIGTERM then SIGKILL after the grace; hundreds at once with few
+ * threads, no zombies and no leaked descriptors; misuse gives a status and a message. */
+#include "check.h"
+#include "util.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* Every job of this program is named under this prefix ("ptest-<pid>-..."). */
+static char g_prefix[64];
+/* A private temporary directory (FIFOs, the gate file). */
+static char g_tmp[256];
+
+/* Generous: waits that should end quickly, even under valgrind. */
+#define LONG_MS 60000
+
+/* A job name under the prefix. */
+static const char *jname(char *buf, size_t size, const char *what) {
+    snprintf(buf, size, "%s-%s", g_prefix, what);
+    return buf;
+}
+
+/* A spec for a process job named `<prefix>-what` running argv (NULL-terminated list). */
+static bgjob_spec *proc_spec(const char *what, const char *const *argv) {
+    size_t argc = 0;
+    while (argv[argc] != NULL) argc++;
+    bgjob_spec *spec = NULL;
+    CHECK_OK(bgjob_spec_new(&spec));
+    if (spec == NULL) return NULL;
+    char name[128];
+    CHECK_OK(bgjob_spec_set_name(spec, jname(name, sizeof name, what)));
+    CHECK_OK(bgjob_spec_set_argv(spec, argv, argc));
+    return spec;
+}
+
+/* Starts the spec; returns the job's id (0 after a failed CHECK). */
+static uint64_t start_spec(bgjob_spec *spec) {
+    uint64_t id = 0;
+    CHECK_OK(bgjob_start(spec, &id));
+    CHECK(id != 0);
+    return id;
+}
+
+/* Starts `sh -c script` named `<prefix>-what`. */
+static uint64_t start_sh(const char *what, const char *script) {
+    const char *argv[] = {"sh", "-c", script, NULL};
+    return start_spec(proc_spec(what, argv));
+}
+
+/* Waits (bounded) until the job is finished and returns its state. */
+static bgjob_job_state wait_done(uint64_t id) {
+    CHECK_OK(bgjob_wait(&id, 1, BGJOB_WAIT_ALL, LONG_MS, NULL, NULL));
+    return state_of(id);
+}
+
+/* Every record present now (consumed). */
+static bgjob_records *take_all(uint64_t id) {
+    bgjob_records *recs = NULL;
+    CHECK_OK(bgjob_receive(id, 0, 0, 0, &recs));
+    return recs;
+}
+
+/* Receives exactly one record, waiting for it (bounded); NULL batch on failure. */
+static bgjob_records *take_one(uint64_t id) {
+    bgjob_records *recs = NULL;
+    CHECK_OK(bgjob_receive(id, BGJOB_RECEIVE_WAIT, 1, LONG_MS, &recs));
+    CHECK(bgjob_records_count(recs) == 1);
+    return recs;
+}
+
+/* The job's state info reason ("" if none); copied into buf. */
+static const char *reason_of(uint64_t id, char *buf, size_t size) {
+    buf[0] = '\0';
+    bgjob_job_info *info = NULL;
+    CHECK_OK(bgjob_get_job(id, &info));
+    if (info != NULL) {
+        const char *r = bgjob_job_info_reason(info);
+        snprintf(buf, size, "%s", r != NULL ? r : "");
+    }
+    bgjob_job_info_free(info);
+    return buf;
+}
+
+/* How many jobs have names matching `pattern`, children included. */
+static size_t count_named(const char *pattern) {
+    bgjob_filter *f = NULL;
+    bgjob_job_list *list = NULL;
+    size_t n = (size_t)-1;
+    CHECK_OK(bgjob_filter_new(&f));
+    CHECK_OK(bgjob_filter_set_name(f, pattern));
+    CHECK_OK(bgjob_filter_set_include_children(f, true));
+    if (bgjob_get_jobs(f, &list) == BGJOB_OK) n = bgjob_job_list_count(list);
+    bgjob_job_list_free(list);
+    bgjob_filter_free(f);
+    return n;
+}
+
+/* Whether some record of the batch holds exactly `text` on `stream`. */
+static bool has_record(const bgjob_records *recs, bgjob_stream stream, const char *text) {
+    for (size_t i = 0; i < bgjob_records_count(recs); i++)
+        if (record_is(recs, i, stream, text)) return true;
+    return false;
+}
+
+/* Whether some record of the batch starts with `prefix`. */
+static bool has_record_prefix(const bgjob_records *recs, const char *prefix) {
+    size_t n = strlen(prefix);
+    for (size_t i = 0; i < bgjob_records_count(recs); i++) {
+        const bgjob_record *r = bgjob_records_get(recs, i);
+        if (r != NULL && r->len >= n && memcmp(r->data, prefix, n) == 0) return true;
+    }
+    return false;
+}
+
+/* ----- 1. echo 2 ------------------------------------------------------------------------ */
+
+static void test_echo_completes_with_one_record(void) {
+    const char *argv[] = {"echo", "2", NULL};
+    uint64_t id = start_spec(proc_spec("echo", argv));
+    CHECK(wait_done(id) == BGJOB_STATE_COMPLETED);
+    bgjob_records *recs = take_all(id);
+    CHECK(bgjob_records_count(recs) == 1);
+    CHECK(record_is(recs, 0, BGJOB_STREAM_OUTPUT, "2"));
+    const bgjob_record *r = bgjob_records_get(recs, 0);
+    CHECK(r != NULL && r->job_id == id && r->data[r->len] == '\0');
+    bgjob_records_free(recs);
+    bgjob_job_info *info = NULL;
+    CHECK_OK(bgjob_get_job(id, &info));
+    if (info != NULL) {
+        char name[128];
+        CHECK(strcmp(bgjob_job_info_type_name(info), "ProcessJob") == 0);
+        CHECK(strcmp(bgjob_job_info_location(info), "localhost") == 0);
+        CHECK(strcmp(bgjob_job_info_command(info), "echo 2") == 0);
+        CHECK(strcmp(bgjob_job_info_name(info), jname(name, sizeof name, "echo")) == 0);
+        CHECK(bgjob_job_info_reason(info) == NULL || bgjob_job_info_reason(info)[0] == '\0');
+        CHECK(bgjob_job_info_begin_time_ns(info) > 0);
+        CHECK(bgjob_job_info_end_time_ns(info) >= bgjob_job_info_begin_time_ns(info));
+        CHECK(bgjob_job_info_child_count(info) == 0);
+    }
+    bgjob_job_info_free(info);
+    CHECK_OK(bgjob_remove(id, false));
+}
+
+static void test_command_text_can_be_set(void) {
+    const char *argv[] = {"true", NULL};
+    bgjob_spec *spec = proc_spec("command", argv);
+    CHECK_OK(bgjob_spec_set_command(spec, "the truth"));
+    uint64_t id = start_spec(spec);
+    CHECK(wait_done(id) == BGJOB_STATE_COMPLETED);
+    bgjob_job_info *info = NULL;
+    CHECK_OK(bgjob_get_job(id, &info));
+    if (info != NULL) CHECK(strcmp(bgjob_job_info_command(info), "the truth") == 0);
+    bgjob_job_info_free(info);
+    CHECK_OK(bgjob_remove(id, false));
+}
+
+/* ----- 2. stdout and stderr in arrival order --------------------------------------------- */
+
+static void test_stdout_and_stderr_interleave_in_arrival_order(void) {
+    char fifo[300];
+    snprintf(fifo, sizeof fifo, "%s/steps", g_tmp);
+    CHECK(mkfifo(fifo, 0600) == 0);
+    /* Opened read-write, so that neither this open nor the script's blocks; the script
+     * reads one line from it before each next step, so each record is written only
+     * after the test has received the one before. */
+    int fd = open(fifo, O_RDWR | O_CLOEXEC);
+    CHECK(fd >= 0);
+    const char *script = "exec 3<\"$STEPS\"; echo out1; read x <&3; echo err1 >&2; "
+                         "read x <&3; echo out2; read x <&3; echo err2 >&2; read x <&3; "
+                         "echo out3";
+    const char *argv[] = {"sh", "-c", script, NULL};
+    bgjob_spec *spec = proc_spec("interleave", argv);
+    CHECK_OK(bgjob_spec_set_env(spec, "STEPS", fifo));
+    uint64_t id = start_spec(spec);
+    struct {
+        bgjob_stream stream;
+        const char *text;
+    } expect[] = {{BGJOB_STREAM_OUTPUT, "out1"},
+                  {BGJOB_STREAM_ERROR, "err1"},
+                  {BGJOB_STREAM_OUTPUT, "out2"},
+                  {BGJOB_STREAM_ERROR, "err2"},
+                  {BGJOB_STREAM_OUTPUT, "out3"}};
+    uint64_t last_seq = 0;
+    for (size_t i = 0; i < sizeof expect / sizeof expect[0]; i++) {
+        bgjob_records *recs = take_one(id);
+        CHECK(record_is(recs, 0, expect[i].stream, expect[i].text));
+        const bgjob_record *r = bgjob_records_get(recs, 0);
+        if (r != NULL) {
+            CHECK(r->sequence > last_seq);
+            last_seq = r->sequence;
+        } else {
+            fprintf(stderr, "  (no record for step %zu)\n", i);
+        }
+        bgjob_records_free(recs);
+        if (i + 1 < sizeof expect / sizeof expect[0] && fd >= 0)
+            CHECK(write(fd, "go\n", 3) == 3);
+    }
+    CHECK(wait_done(id) == BGJOB_STATE_COMPLETED);
+    bgjob_records *rest = take_all(id);
+    CHECK(bgjob_records_count(rest) == 0);
+    bgjob_records_free(rest);
+    CHECK_OK(bgjob_remove(id, false));
+    if (fd >= 0) close(fd);
+    unlink(fifo);
+}
+
+static void test_each_stream_keeps_its_own_order(void) {
+    uint64_t id = start_sh("two-hundred",
+                           "i=0; while [ $i -lt 200 ]; do echo o$i; echo e$i >&2; "
+                           "i=$((i+1)); done");
+    CHECK(wait_done(id) == BGJOB_STATE_COMPLETED);
+    bgjob_records *recs = take_all(id);
+    CHECK(bgjob_records_count(recs) == 400);
+    int next_out = 0, next_err = 0;
+    bool ok = true;
+    uint64_t last_seq = 0;
+    for (size_t i = 0; i < bgjob_records_count(recs); i++) {
+        const bgjob_record *r = bgjob_records_get(recs, i);
+        char want[16];
+        if (r->stream == BGJOB_STREAM_OUTPUT) {
+            snprintf(want, sizeof want, "o%d", next_out++);
+        } else if (r->stream == BGJOB_STREAM_ERROR) {
+            snprintf(want, sizeof want, "e%d", next_err++);
+        } else {
+            ok = false;
+            continue;
+        }
+        if (!record_is(recs, i, r->stream, want) || r->sequence <= last_seq) ok = false;
+        last_seq = r->sequence;
+    }
+    CHECK(ok);
+    CHECK(next_out == 200 && next_err == 200);
+    bgjob_records_free(recs);
+    CHECK_OK(bgjob_remove(id, false));
+}
+
+/* ----- 3, 4. how a process fails -------------------------------------------------------- */
+
+static void test_exit_code_fails_the_job(void) {
+    uint64_t id = start_sh("exit3", "echo before; exit 3");
+    CHECK(wait_done(id) == BGJOB_STATE_FAILED);
+    char reason[512];
+    reason_of(id, reason, sizeof reason);
+    CHECK(strstr(reason, "exited with code 3") != NULL);
+    /* What it wrote before failing is there. */
+    bgjob_records *recs = take_all(id);
+    CHECK(bgjob_records_count(recs) == 1 && record_is(recs, 0, BGJOB_STREAM_OUTPUT, "before"));
+    bgjob_records_free(recs);
+    CHECK_OK(bgjob_remove(id, false));
+}
+
+static void test_missing_program_fails_the_job(void) {
+    int failures_before = check_failures;
+    const char *argv[] = {"bgjob-no-such-program-here", "x", NULL};
+    uint64_t id = start_spec(proc_spec("missing", argv));
+    CHECK(wait_done(id) == BGJOB_STATE_FAILED);
+    char reason[512];
+    reason_of(id, reason, sizeof reason);
+    if (sanitizing()) {
+        /* Under valgrind the exec error cannot come back: glibc's posix_spawn reports it
+         * through memory shared with the child (CLONE_VM), which valgrind turns into a
+         * plain fork; the job sees the child exit with a code instead. */
+        CHECK(strstr(reason, "No such file or directory") != NULL ||
+              strstr(reason, "exited with code") != NULL);
+    } else {
+        CHECK(strstr(reason, "No such file or directory") != NULL);
+        CHECK(strstr(reason, "bgjob-no-such-program-here") != NULL);
+    }
+    if (check_failures != failures_before) fprintf(stderr, "  (reason: %s)\n", reason);
+    CHECK_OK(bgjob_remove(id, false));
+}
+
+/* ----- 5. a bad working directory -------------------------------------------------------- */
+
+static void test_bad_working_directory_is_a_system_error(void) {
+    char dir[300];
+    snprintf(dir, sizeof dir, "%s/no-such-dir", g_tmp);
+    const char *argv[] = {"pwd", NULL};
+    bgjob_spec *spec = proc_spec("badcwd", argv);
+    CHECK_OK(bgjob_spec_set_working_directory(spec, dir));
+    uint64_t id = 0;
+    CHECK_STATUS(bgjob_start(spec, &id), BGJOB_E_SYSTEM);
+    CHECK(bgjob_last_error_errno() == ENOENT);
+    CHECK(strstr(bgjob_last_error_message(), dir) != NULL);
+    CHECK(id == 0);
+    char pattern[128];
+    CHECK(count_named(jname(pattern, sizeof pattern, "badcwd")) == 0);
+
+    /* A file that is not a directory: ENOTDIR. */
+    char file[300];
+    snprintf(file, sizeof file, "%s/plain-file", g_tmp);
+    FILE *fp = fopen(file, "w");
+    CHECK(fp != NULL);
+    if (fp != NULL) fclose(fp);
+    spec = proc_spec("badcwd", argv);
+    CHECK_OK(bgjob_spec_set_working_directory(spec, file));
+    CHECK_STATUS(bgjob_run_inline(spec, &id), BGJOB_E_SYSTEM);
+    CHECK(bgjob_last_error_errno() == ENOTDIR);
+    CHECK(count_named(pattern) == 0);
+    unlink(file);
+
+    /* A status other than BGJOB_E_SYSTEM leaves errno 0. */
+    CHECK_STATUS(bgjob_start(NULL, &id), BGJOB_E_INVALID_ARGUMENT);
+    CHECK(bgjob_last_error_errno() == 0);
+
+    /* And a good one is used. */
+    spec = proc_spec("goodcwd", argv);
+    CHECK_OK(bgjob_spec_set_working_directory(spec, g_tmp));
+    id = start_spec(spec);
+    CHECK(wait_done(id) == BGJOB_STATE_COMPLETED);
+    bgjob_records *recs = take_all(id);
+    CHECK(bgjob_records_count(recs) == 1 && record_is(recs, 0, BGJOB_STREAM_OUTPUT, g_tmp));
+    bgjob_records_free(recs);
+    CHECK_OK(bgjob_remove(id, false));
+}
+
+/* ----- 6. stdin ------------------------------------------------------------------------- */
+
+static void test_stdin_bytes_reach_the_process(void) {
+    const char *argv[] = {"cat", NULL};
+    bgjob_spec *spec = proc_spec("cat", argv);
+    const char *in = "hello\nworld\n";
+    CHECK_OK(bgjob_spec_set_stdin(spec, "replaced\n", 9));
+    CHECK_OK(bgjob_spec_set_stdin(spec, in, strlen(in)));
+    uint64_t id = start_spec(spec);
+    CHECK(wait_done(id) == BGJOB_STATE_COMPLETED);
+    bgjob_records *recs = take_all(id);
+    CHECK(bgjob_records_count(recs) == 2);
+    CHECK(record_is(recs, 0, BGJOB_STREAM_OUTPUT, "hello"));
+    CHECK(record_is(recs, 1, BGJOB_STREAM_OUTPUT, "world"));
+    bgjob_records_free(recs);
+    CHECK_OK(bgjob_remove(id, false));
+
+    /* Without stdin the process sees end of file at once. */
+    id = start_spec(proc_spec("cat-eof", argv));
+    CHECK(wait_done(id) == BGJOB_STATE_COMPLETED);
+    recs = take_all(id);
+    CHECK(bgjob_records_count(recs) == 0);
+    bgjob_records_free(recs);
+    CHECK_OK(bgjob_remove(id, false));
+}
+
+static void test_large_stdin_is_fed_whole(void) {
+    /* 20,000 lines of 10 bytes: 200,000 bytes, three times a pipe's 64 KiB. */
+    enum { LINES = 20000, WIDTH = 10 };
+    char *in = malloc((size_t)LINES * WIDTH + 1);
+    CHECK(in != NULL);
+    if (in == NULL) return;
+    for (int i = 0; i < LINES; i++) snprintf(in + (size_t)i * WIDTH, WIDTH + 1, "line%05d\n", i);
+    const char *argv[] = {"cat", NULL};
+    bgjob_spec *spec = proc_spec("cat-large", argv);
+    CHECK_OK(bgjob_spec_set_stdin(spec, in, (size_t)LINES * WIDTH));
+    free(in); /* copied by the spec */
+    uint64_t id = start_spec(spec);
+    CHECK(wait_done(id) == BGJOB_STATE_COMPLETED);
+    bgjob_records *recs = take_all(id);
+    CHECK(bgjob_records_count(recs) == LINES);
+    bool ok = bgjob_records_count(recs) == LINES;
+    for (size_t i = 0; ok && i < LINES; i++) {
+        char want[16];
+        snprintf(want, sizeof want, "line%05zu", i);
+        ok = record_is(recs, i, BGJOB_STREAM_OUTPUT, want);
+    }
+    CHECK(ok);
+    bgjob_records_free(recs);
+    CHECK_OK(bgjob_remove(id, false));
+}
+
+/* ----- 7. environment ------------------------------------------------------------------- */
+
+/* Runs /usr/bin/env with the spec's settings applied by `setup` and returns its lines. */
+static bgjob_records *run_env(const char *what, void (*setup)(bgjob_spec *)) {
+    const char *argv[] = {"/usr/bin/env", NULL};
+    bgjob_spec *spec = proc_spec(what, argv);
+    setup(spec);
+    uint64_t id = start_spec(spec);
+    CHECK(wait_done(id) == BGJOB_STATE_COMPLETED);
+    bgjob_records *recs = take_all(id);
+    CHECK_OK(bgjob_remove(id, false));
+    return recs;
+}
+
+static void env_added(bgjob_spec *spec) {
+    CHECK_OK(bgjob_spec_set_env(spec, "BGJOB_PTEST_ADDED", "yes"));
+}
+
+static void env_overridden_and_removed(bgjob_spec *spec) {
+    CHECK_OK(bgjob_spec_set_env(spec, "BGJOB_PTEST_INHERITED", "over"));
+    CHECK_OK(bgjob_spec_set_env(spec, "BGJOB_PTEST_REMOVED", NULL));
+    /* Set, then removed: the last call wins. */
+    CHECK_OK(bgjob_spec_set_env(spec, "BGJOB_PTEST_ADDED", "no"));
+    CHECK_OK(bgjob_spec_set_env(spec, "BGJOB_PTEST_ADDED", NULL));
+    /* Not UTF-8: bytes pass as they are. */
+    CHECK_OK(bgjob_spec_set_env(spec, "BGJOB_PTEST_BYTES", "\xff\xfe"));
+}
+
+static void env_replaced(bgjob_spec *spec) {
+    CHECK_OK(bgjob_spec_set_env(spec, "GONE", "before-clear"));
+    CHECK_OK(bgjob_spec_set_env(spec, "GONE", NULL));
+    CHECK_OK(bgjob_spec_clear_env(spec));
+    CHECK_OK(bgjob_spec_set_env(spec, "ONLY", "this"));
+}
+
+static void test_environment_added_removed_replaced(void) {
+    bgjob_records *recs = run_env("env-added", env_added);
+    CHECK(has_record(recs, BGJOB_STREAM_OUTPUT, "BGJOB_PTEST_INHERITED=inh"));
+    CHECK(has_record(recs, BGJOB_STREAM_OUTPUT, "BGJOB_PTEST_REMOVED=gone"));
+    CHECK(has_record(recs, BGJOB_STREAM_OUTPUT, "BGJOB_PTEST_ADDED=yes"));
+    CHECK(has_record_prefix(recs, "PATH="));
+    bgjob_records_free(recs);
+
+    recs = run_env("env-removed", env_overridden_and_removed);
+    CHECK(has_record(recs, BGJOB_STREAM_OUTPUT, "BGJOB_PTEST_INHERITED=over"));
+    CHECK(!has_record_prefix(recs, "BGJOB_PTEST_INHERITED=inh"));
+    CHECK(!has_record_prefix(recs, "BGJOB_PTEST_REMOVED="));
+    CHECK(!has_record_prefix(recs, "BGJOB_PTEST_ADDED="));
+    CHECK(has_record(recs, BGJOB_STREAM_OUTPUT, "BGJOB_PTEST_BYTES=\xff\xfe"));
+    CHECK(has_record_prefix(recs, "PATH="));
+    bgjob_records_free(recs);
+
+    recs = run_env("env-replaced", env_replaced);
+    CHECK(bgjob_records_count(recs) == 1);
+    CHECK(record_is(recs, 0, BGJOB_STREAM_OUTPUT, "ONLY=this"));
+    if (bgjob_records_count(recs) != 1)
+        for (size_t i = 0; i < bgjob_records_count(recs); i++)
+            fprintf(stderr, "  (env line: %s)\n", (const char *)bgjob_records_get(recs, i)->data);
+    bgjob_records_free(recs);
+}
+
+/* ----- 8, 9. stop ----------------------------------------------------------------------- */
+
+static void test_stop_a_sleeping_process(void) {
+    const char *argv[] = {"sleep", "30", NULL};
+    uint64_t id = start_spec(proc_spec("sleep", argv));
+    CHECK(wait_for_state(id, BGJOB_STATE_RUNNING, LONG_MS));
+    double t0 = now_ms();
+    CHECK_OK(bgjob_stop(id, LONG_MS));
+    CHECK(state_of(id) == BGJOB_STATE_STOPPED);
+    /* SIGTERM ends sleep at once: no wait for the 5 s grace. */
+    CHECK(now_ms() - t0 < 4500);
+    CHECK_OK(bgjob_remove(id, false));
+}
+
+static void test_sigterm_ignored_gets_sigkill_after_the_grace(void) {
+    const char *argv[] = {"sh", "-c", "trap '' TERM; echo ready; sleep 600", NULL};
+    bgjob_spec *spec = proc_spec("ignore-term-300", argv);
+    CHECK_OK(bgjob_spec_set_stop_grace(spec, 300));
+    uint64_t id = start_spec(spec);
+    bgjob_records *recs = take_one(id);
+    CHECK(record_is(recs, 0, BGJOB_STREAM_OUTPUT, "ready"));
+    bgjob_records_free(recs);
+    double t0 = now_ms();
+    CHECK_OK(bgjob_stop(id, LONG_MS));
+    double elapsed = now_ms() - t0;
+    CHECK(state_of(id) == BGJOB_STATE_STOPPED);
+    CHECK(elapsed >= 300);
+    CHECK(elapsed < 30000);
+    CHECK_OK(bgjob_remove(id, false));
+
+    /* Grace 0: SIGKILL at once. */
+    spec = proc_spec("ignore-term-0", argv);
+    CHECK_OK(bgjob_spec_set_stop_grace(spec, 0));
+    id = start_spec(spec);
+    recs = take_one(id);
+    bgjob_records_free(recs);
+    CHECK_OK(bgjob_stop(id, LONG_MS));
+    CHECK(state_of(id) == BGJOB_STATE_STOPPED);
+    CHECK_OK(bgjob_remove(id, false));
+}
+
+static void test_stop_with_a_grandchild_holding_stdout(void) {
+    uint64_t id = start_sh("grandchild", "sleep 600 & echo started; wait");
+    bgjob_records *recs = take_one(id);
+    CHECK(record_is(recs, 0, BGJOB_STREAM_OUTPUT, "started"));
+    bgjob_records_free(recs);
+    CHECK_OK(bgjob_stop(id, LONG_MS));
+    CHECK(state_of(id) == BGJOB_STATE_STOPPED);
+    CHECK_OK(bgjob_remove(id, false));
+}
+
+static void test_a_process_job_cannot_be_suspended(void) {
+    const char *argv[] = {"sleep", "30", NULL};
+    uint64_t id = start_spec(proc_spec("suspend", argv));
+    CHECK(wait_for_state(id, BGJOB_STATE_RUNNING, LONG_MS));
+    bgjob_status st = bgjob_suspend(id);
+    CHECK(st != BGJOB_OK);
+    CHECK(bgjob_last_error_message()[0] != '\0');
+    CHECK(state_of(id) == BGJOB_STATE_RUNNING);
+    CHECK_OK(bgjob_stop(id, LONG_MS));
+    CHECK(state_of(id) == BGJOB_STATE_STOPPED);
+    CHECK_OK(bgjob_remove(id, false));
+}
+
+/* ----- 10, 11. scale and hygiene -------------------------------------------------------- */
+
+static long threads_now(void) {
+    FILE *f = fopen("/proc/self/status", "r");
+    if (f == NULL) return -1;
+    char line[256];
+    long n = -1;
+    while (fgets(line, sizeof line, f) != NULL)
+        if (strncmp(line, "Threads:", 8) == 0) n = strtol(line + 8, NULL, 10);
+    fclose(f);
+    return n;
+}
+
+/* Our children that are zombies (exited, never reaped). */
+static int zombies(void) {
+    DIR *d = opendir("/proc");
+    if (d == NULL) return -1;
+    int me = (int)getpid(), z = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        char *end;
+        long pid = strtol(e->d_name, &end, 10);
+        if (*end != '\0' || pid <= 0) continue;
+        char path[64], buf[512];
+        snprintf(path, sizeof path, "/proc/%ld/stat", pid);
+        FILE *f = fopen(path, "r");
+        if (f == NULL) continue;
+        size_t n = fread(buf, 1, sizeof buf - 1, f);
+        fclose(f);
+        buf[n] = '\0';
+        /* "pid (comm) state ppid ...": comm may hold spaces, so read after its ')'. */
+        char *rp = strrchr(buf, ')');
+        char state;
+        int ppid;
+        if (rp != NULL && sscanf(rp + 1, " %c %d", &state, &ppid) == 2 && state == 'Z' &&
+            ppid == me) {
+            fprintf(stderr, "  (zombie child %ld)\n", pid);
+            z++;
+        }
+    }
+    closedir(d);
+    return z;
+}
+
+static void test_hundreds_at_once_need_few_threads_and_leave_no_zombies(void) {
+    /* 500 normally; fewer under valgrind, where every start is slow. */
+    const size_t count = sanitizing() ? 50 : 500;
+    char gate[300];
+    snprintf(gate, sizeof gate, "%s/gate", g_tmp);
+    long before = threads_now();
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    uint64_t *ids = calloc(count, sizeof *ids);
+    uint64_t *done = calloc(count, sizeof *done);
+    CHECK(ids != NULL && done != NULL);
+    if (ids == NULL || done == NULL) {
+        free(ids);
+        free(done);
+        return;
+    }
+    /* Every process waits until the gate file exists, so all of them run at once. */
+    const char *argv[] = {"sh", "-c", "while [ ! -e \"$GATE\" ]; do sleep 0.05; done; echo done",
+                          NULL};
+    for (size_t i = 0; i < count; i++) {
+        bgjob_spec *spec = proc_spec("many", argv);
+        CHECK_OK(bgjob_spec_set_env(spec, "GATE", gate));
+        ids[i] = start_spec(spec);
+    }
+    double deadline = now_ms() + 120000;
+    size_t running = 0;
+    for (;;) {
+        running = 0;
+        for (size_t i = 0; i < count; i++)
+            if (state_of(ids[i]) == BGJOB_STATE_RUNNING) running++;
+        if (running == count || now_ms() > deadline) break;
+        sleep_ms(20);
+    }
+    CHECK(running == count);
+    long during = threads_now();
+    CHECK(before > 0 && during > 0);
+    CHECK(during <= before + cores + 2);
+    if (during > before + cores + 2)
+        fprintf(stderr, "  (%ld threads before, %ld with %zu processes running, %ld cores)\n",
+                before, during, count, cores);
+    FILE *g = fopen(gate, "w");
+    CHECK(g != NULL);
+    if (g != NULL) fclose(g);
+    size_t ndone = 0;
+    CHECK_OK(bgjob_wait(ids, count, BGJOB_WAIT_ALL, 120000, done, &ndone));
+    CHECK(ndone == count);
+    size_t completed = 0, right_output = 0;
+    for (size_t i = 0; i < count; i++) {
+        if (state_of(ids[i]) == BGJOB_STATE_COMPLETED) completed++;
+        bgjob_records *recs = take_all(ids[i]);
+        if (bgjob_records_count(recs) == 1 && record_is(recs, 0, BGJOB_STREAM_OUTPUT, "done"))
+            right_output++;
+        bgjob_records_free(recs);
+        CHECK_OK(bgjob_remove(ids[i], false));
+    }
+    CHECK(completed == count);
+    CHECK(right_output == count);
+    CHECK(zombies() == 0);
+    unlink(gate);
+    free(ids);
+    free(done);
+}
+
+/* The names of this process's open descriptors, sorted, as one string. */
+static char *fd_list(void) {
+    size_t cap = 4096, len = 0;
+    char *out = malloc(cap);
+    if (out == NULL) return NULL;
+    out[0] = '\0';
+    int fds[4096];
+    size_t n = 0;
+    DIR *d = opendir("/proc/self/fd");
+    if (d == NULL) {
+        free(out);
+        return NULL;
+    }
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL && n < 4096)
+        if (e->d_name[0] != '.') fds[n++] = atoi(e->d_name);
+    closedir(d);
+    for (size_t i = 1; i < n; i++)
+        for (size_t j = i; j > 0 && fds[j - 1] > fds[j]; j--) {
+            int t = fds[j];
+            fds[j] = fds[j - 1];
+            fds[j - 1] = t;
+        }
+    for (size_t i = 0; i < n; i++) {
+        if (len + 16 > cap) {
+            char *bigger = realloc(out, cap *= 2);
+            if (bigger == NULL) {
+                free(out);
+                return NULL;
+            }
+            out = bigger;
+        }
+        len += (size_t)snprintf(out + len, cap - len, "%d ", fds[i]);
+    }
+    return out;
+}
+
+static void test_a_thousand_jobs_leave_the_descriptors_as_they_were(void) {
+    const size_t batches = sanitizing() ? 2 : 10, per_batch = 100;
+    const char *argv[] = {"true", NULL};
+    /* Warm up: the default pool and the reactor exist, with their descriptors. */
+    uint64_t id = start_spec(proc_spec("true", argv));
+    CHECK(wait_done(id) == BGJOB_STATE_COMPLETED);
+    CHECK_OK(bgjob_remove(id, false));
+    char *before = fd_list();
+    CHECK(before != NULL);
+    uint64_t ids[100];
+    size_t completed = 0;
+    for (size_t b = 0; b < batches; b++) {
+        for (size_t i = 0; i < per_batch; i++) ids[i] = start_spec(proc_spec("true", argv));
+        CHECK_OK(bgjob_wait(ids, per_batch, BGJOB_WAIT_ALL, 120000, NULL, NULL));
+        for (size_t i = 0; i < per_batch; i++) {
+            if (state_of(ids[i]) == BGJOB_STATE_COMPLETED) completed++;
+            CHECK_OK(bgjob_remove(ids[i], false));
+        }
+    }
+    CHECK(completed == batches * per_batch);
+    char *after = fd_list();
+    CHECK(after != NULL);
+    CHECK(before != NULL && after != NULL && strcmp(before, after) == 0);
+    if (before != NULL && after != NULL && strcmp(before, after) != 0)
+        fprintf(stderr, "  (fds before: %s\n   fds after:  %s)\n", before, after);
+    free(before);
+    free(after);
+    CHECK(zombies() == 0);
+}
+
+/* ----- 12. misuse, inline runs, custom jobs --------------------------------------------- */
+
+/* The call fails with `want` and leaves a non-empty message. */
+#define CHECK_FAILS(expr, want)                                                         \
+    do {                                                                                \
+        CHECK_STATUS((expr), (want));                                                   \
+        CHECK(bgjob_last_error_message()[0] != '\0');                                   \
+    } while (0)
+
+/* A fresh spec (for misuse checks) named under the prefix. */
+static bgjob_spec *new_spec(const char *what) {
+    bgjob_spec *spec = NULL;
+    CHECK_OK(bgjob_spec_new(&spec));
+    char name[128];
+    if (spec != NULL) CHECK_OK(bgjob_spec_set_name(spec, jname(name, sizeof name, what)));
+    return spec;
+}
+
+static int32_t work_nothing(bgjob_context *ctx, void *user_data) {
+    (void)ctx;
+    (void)user_data;
+    return 0;
+}
+
+static void test_misuse_of_the_process_settings(void) {
+    const char *argv[] = {"echo", "x", NULL};
+    const char *with_null[] = {"echo", NULL, "x"};
+    bgjob_spec *spec = new_spec("misuse");
+    CHECK_FAILS(bgjob_spec_set_argv(NULL, argv, 2), BGJOB_E_INVALID_ARGUMENT);
+    CHECK_FAILS(bgjob_spec_set_argv(spec, NULL, 2), BGJOB_E_INVALID_ARGUMENT);
+    CHECK_FAILS(bgjob_spec_set_argv(spec, argv, 0), BGJOB_E_INVALID_ARGUMENT);
+    CHECK_FAILS(bgjob_spec_set_argv(spec, with_null, 3), BGJOB_E_INVALID_ARGUMENT);
+    CHECK(strstr(bgjob_last_error_message(), "argv[1]") != NULL);
+    const char *empty[] = {"", NULL};
+    CHECK_FAILS(bgjob_spec_set_argv(spec, empty, 1), BGJOB_E_INVALID_ARGUMENT);
+    CHECK_FAILS(bgjob_spec_set_env(NULL, "A", "b"), BGJOB_E_INVALID_ARGUMENT);
+    CHECK_FAILS(bgjob_spec_set_env(spec, NULL, "b"), BGJOB_E_INVALID_ARGUMENT);
+    CHECK_FAILS(bgjob_spec_set_env(spec, "", "b"), BGJOB_E_INVALID_ARGUMENT);
+    CHECK_FAILS(bgjob_spec_set_env(spec, "A=B", "b"), BGJOB_E_INVALID_ARGUMENT);
+    CHECK_FAILS(bgjob_spec_clear_env(NULL), BGJOB_E_INVALID_ARGUMENT);
+    CHECK_FAILS(bgjob_spec_set_working_directory(NULL, "/"), BGJOB_E_INVALID_ARGUMENT);
+    CHECK_FAILS(bgjob_spec_set_working_directory(spec, NULL), BGJOB_E_INVALID_ARGUMENT);
+    CHECK_FAILS(bgjob_spec_set_stdin(NULL, "x", 1), BGJOB_E_INVALID_ARGUMENT);
+    CHECK_FAILS(bgjob_spec_set_stdin(spec, NULL, 1), BGJOB_E_INVALID_ARGUMENT);
+    CHECK_FAILS(bgjob_spec_set_stop_grace(NULL, 10), BGJOB_E_INVALID_ARGUMENT);
+    CHECK_FAILS(bgjob_spec_set_stop_grace(spec, -1), BGJOB_E_INVALID_ARGUMENT);
+    CHECK_FAILS(bgjob_spec_set_stop_grace(spec, INT64_MIN), BGJOB_E_INVALID_ARGUMENT);
+    CHECK_FAILS(bgjob_spec_set_output_mode(NULL, BGJOB_OUTPUT_LINES), BGJOB_E_INVALID_ARGUMENT);
+    CHECK_FAILS(bgjob_spec_set_output_mode(spec, 7), BGJOB_E_INVALID_ARGUMENT);
+    CHECK_FAILS(bgjob_spec_set_output_mode(spec, UINT32_MAX), BGJOB_E_INVALID_ARGUMENT);
+    /* None of the failures changed the spec: with argv now, it runs echo x. */
+    CHECK_OK(bgjob_spec_set_argv(spec, argv, 2));
+    uint64_t id = 0;
+    CHECK_OK(bgjob_run_inline(spec, &id));
+    CHECK(state_of(id) == BGJOB_STATE_COMPLETED);
+    bgjob_records *recs = take_all(id);
+    CHECK(bgjob_records_count(recs) == 1 && record_is(recs, 0, BGJOB_STREAM_OUTPUT, "x"));
+    bgjob_records_free(recs);
+    CHECK_OK(bgjob_remove(id, false));
+}
+
+static void test_specs_mixing_kinds_are_refused(void) {
+    const char *argv[] = {"true", NULL};
+    char pattern[128];
+    jname(pattern, sizeof pattern, "mixed");
+    atomic_int finalized;
+    atomic_init(&finalized, 0);
+    uint64_t id = 0;
+
+    /* argv + work */
+    bgjob_spec *spec = new_spec("mixed");
+    CHECK_OK(bgjob_spec_set_argv(spec, argv, 1));
+    CHECK_OK(bgjob_spec_set_work(spec, work_nothing, &finalized, count_finalize));
+    CHECK_FAILS(bgjob_start(spec, &id), BGJOB_E_INVALID_ARGUMENT);
+    CHECK(strstr(bgjob_last_error_message(), "work") != NULL);
+    CHECK(atomic_load(&finalized) == 1);
+    spec = new_spec("mixed");
+    CHECK_OK(bgjob_spec_set_argv(spec, argv, 1));
+    CHECK_OK(bgjob_spec_set_work(spec, work_nothing, &finalized, count_finalize));
+    CHECK_FAILS(bgjob_run_inline(spec, &id), BGJOB_E_INVALID_ARGUMENT);
+    CHECK(atomic_load(&finalized) == 2);
+
+    /* argv + input */
+    spec = new_spec("mixed");
+    CHECK_OK(bgjob_spec_set_argv(spec, argv, 1));
+    CHECK_OK(bgjob_spec_add_input(spec, "a", 1));
+    CHECK_FAILS(bgjob_start(spec, &id), BGJOB_E_INVALID_ARGUMENT);
+    CHECK(strstr(bgjob_last_error_message(), "input") != NULL);
+    spec = new_spec("mixed");
+    CHECK_OK(bgjob_spec_set_argv(spec, argv, 1));
+    CHECK_OK(bgjob_spec_add_input(spec, "a", 1));
+    CHECK_FAILS(bgjob_run_inline(spec, &id), BGJOB_E_INVALID_ARGUMENT);
+    CHECK(strstr(bgjob_last_error_message(), "input") != NULL);
+
+    /* argv + a custom-only setting */
+    spec = new_spec("mixed");
+    CHECK_OK(bgjob_spec_set_argv(spec, argv, 1));
+    CHECK_OK(bgjob_spec_set_location(spec, "far away"));
+    CHECK_FAILS(bgjob_start(spec, &id), BGJOB_E_INVALID_ARGUMENT);
+    CHECK(strstr(bgjob_last_error_message(), "location") != NULL);
+
+    /* process settings without argv: refused, naming the setting */
+    struct {
+        const char *setting;
+    } cases[] = {{"bgjob_spec_set_env"},         {"bgjob_spec_clear_env"},
+                 {"bgjob_spec_set_working_directory"}, {"bgjob_spec_set_stdin"},
+                 {"bgjob_spec_set_stop_grace"},  {"bgjob_spec_set_output_mode"}};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        for (int inline_run = 0; inline_run < 2; inline_run++) {
+            spec = new_spec("mixed");
+            CHECK_OK(bgjob_spec_set_work(spec, work_nothing, &finalized, count_finalize));
+            switch (i) {
+            case 0: CHECK_OK(bgjob_spec_set_env(spec, "A", "b")); break;
+            case 1: CHECK_OK(bgjob_spec_clear_env(spec)); break;
+            case 2: CHECK_OK(bgjob_spec_set_working_directory(spec, "/")); break;
+            case 3: CHECK_OK(bgjob_spec_set_stdin(spec, "x", 1)); break;
+            case 4: CHECK_OK(bgjob_spec_set_stop_grace(spec, 10)); break;
+            default: CHECK_OK(bgjob_spec_set_output_mode(spec, BGJOB_OUTPUT_CHUNKS)); break;
+            }
+            CHECK_FAILS(inline_run ? bgjob_run_inline(spec, &id) : bgjob_start(spec, &id),
+                        BGJOB_E_INVALID_ARGUMENT);
+            const char *m = bgjob_last_error_message();
+            CHECK(strstr(m, cases[i].setting) != NULL);
+            CHECK(strstr(m, "applies to a process job") != NULL);
+            CHECK(strstr(m, "bgjob_spec_set_argv") != NULL);
+        }
+    }
+    /* Neither work nor argv. */
+    spec = new_spec("mixed");
+    CHECK_FAILS(bgjob_start(spec, &id), BGJOB_E_INVALID_ARGUMENT);
+    CHECK(strstr(bgjob_last_error_message(), "bgjob_spec_set_argv") != NULL);
+
+    /* bgjob_create_custom refuses argv and process settings. */
+    spec = new_spec("mixed");
+    CHECK_OK(bgjob_spec_set_argv(spec, argv, 1));
+    CHECK_FAILS(bgjob_create_custom(spec, &id), BGJOB_E_INVALID_ARGUMENT);
+    CHECK(strstr(bgjob_last_error_message(), "bgjob_spec_set_argv") != NULL);
+    spec = new_spec("mixed");
+    CHECK_OK(bgjob_spec_set_stdin(spec, "x", 1));
+    CHECK_FAILS(bgjob_create_custom(spec, &id), BGJOB_E_INVALID_ARGUMENT);
+    CHECK(strstr(bgjob_last_error_message(), "bgjob_spec_set_stdin") != NULL);
+
+    /* An unused spec with process settings frees cleanly. */
+    spec = new_spec("mixed");
+    CHECK_OK(bgjob_spec_set_argv(spec, argv, 1));
+    CHECK_OK(bgjob_spec_set_env(spec, "A", "b"));
+    CHECK_OK(bgjob_spec_set_stdin(spec, "x", 1));
+    CHECK_OK(bgjob_spec_set_working_directory(spec, "/"));
+    bgjob_spec_free(spec);
+
+    CHECK(count_named(pattern) == 0);
+    CHECK(atomic_load(&finalized) == 2 + 12);
+}
+
+static void test_run_inline_runs_the_process_here(void) {
+    const char *argv[] = {"sh", "-c", "echo out; echo err >&2; exit 4", NULL};
+    bgjob_spec *spec = proc_spec("inline", argv);
+    uint64_t id = 0;
+    CHECK_OK(bgjob_run_inline(spec, &id));
+    /* Finished already, with its records. */
+    CHECK(state_of(id) == BGJOB_STATE_FAILED);
+    char reason[512];
+    CHECK(strstr(reason_of(id, reason, sizeof reason), "exited with code 4") != NULL);
+    bgjob_records *recs = take_all(id);
+    CHECK(bgjob_records_count(recs) == 2);
+    CHECK(has_record(recs, BGJOB_STREAM_OUTPUT, "out"));
+    CHECK(has_record(recs, BGJOB_STREAM_ERROR, "err"));
+    bgjob_records_free(recs);
+    bgjob_job_info *info = NULL;
+    CHECK_OK(bgjob_get_job(id, &info));
+    if (info != NULL) CHECK(strcmp(bgjob_job_info_type_name(info), "ProcessJob") == 0);
+    bgjob_job_info_free(info);
+    CHECK_OK(bgjob_remove(id, false));
+}
+
+static void test_argv_is_bytes_and_replaced(void) {
+    /* Not UTF-8: passed as it is. */
+    const char *first[] = {"echo", "first", NULL};
+    const char *argv[] = {"printf", "%s\\n", "caf\xe9", NULL};
+    bgjob_spec *spec = proc_spec("bytes", first);
+    CHECK_OK(bgjob_spec_set_argv(spec, argv, 3));
+    uint64_t id = start_spec(spec);
+    CHECK(wait_done(id) == BGJOB_STATE_COMPLETED);
+    bgjob_records *recs = take_all(id);
+    CHECK(bgjob_records_count(recs) == 1 && record_is(recs, 0, BGJOB_STREAM_OUTPUT, "caf\xe9"));
+    bgjob_records_free(recs);
+    CHECK_OK(bgjob_remove(id, false));
+}
+
+static void test_chunks_mode_keeps_the_bytes(void) {
+    const char *argv[] = {"printf", "a\\nb\\nc", NULL};
+    bgjob_spec *spec = proc_spec("chunks", argv);
+    CHECK_OK(bgjob_spec_set_output_mode(spec, BGJOB_OUTPUT_CHUNKS));
+    uint64_t id = start_spec(spec);
+    CHECK(wait_done(id) == BGJOB_STATE_COMPLETED);
+    bgjob_records *recs = take_all(id);
+    /* However the reads cut them, the chunks together are the bytes written. */
+    char all[64] = "";
+    size_t len = 0;
+    for (size_t i = 0; i < bgjob_records_count(recs); i++) {
+        const bgjob_record *r = bgjob_records_get(recs, i);
+        CHECK(r->stream == BGJOB_STREAM_OUTPUT);
+        if (len + r->len < sizeof all) {
+            memcpy(all + len, r->data, r->len);
+            len += r->len;
+        }
+    }
+    all[len] = '\0';
+    CHECK(strcmp(all, "a\nb\nc") == 0);
+    bgjob_records_free(recs);
+    CHECK_OK(bgjob_remove(id, false));
+}
+
+static void test_no_job_of_this_program_is_left(void) {
+    char pattern[128];
+    CHECK(count_named(jname(pattern, sizeof pattern, "*")) == 0);
+}
+
+int main(void) {
+    snprintf(g_prefix, sizeof g_prefix, "ptest-%d", (int)getpid());
+    snprintf(g_tmp, sizeof g_tmp, "/tmp/bgjob-ptest-XXXXXX");
+    if (mkdtemp(g_tmp) == NULL) {
+        perror("mkdtemp");
+        return 1;
+    }
+    /* Before any bgjob thread exists: what the environment tests expect to inherit. */
+    setenv("BGJOB_PTEST_INHERITED", "inh", 1);
+    setenv("BGJOB_PTEST_REMOVED", "gone", 1);
+    unsetenv("BGJOB_PTEST_ADDED");
+    /* Hundreds of running process jobs hold three or four descriptors each. */
+    struct rlimit lim;
+    if (getrlimit(RLIMIT_NOFILE, &lim) == 0) {
+        rlim_t want = lim.rlim_max < 4096 ? lim.rlim_max : 4096;
+        if (lim.rlim_cur < want) {
+            lim.rlim_cur = want;
+            setrlimit(RLIMIT_NOFILE, &lim);
+        }
+    }
+    RUN_TEST(test_echo_completes_with_one_record);
+    RUN_TEST(test_command_text_can_be_set);
+    RUN_TEST(test_stdout_and_stderr_interleave_in_arrival_order);
+    RUN_TEST(test_each_stream_keeps_its_own_order);
+    RUN_TEST(test_exit_code_fails_the_job);
+    RUN_TEST(test_missing_program_fails_the_job);
+    RUN_TEST(test_bad_working_directory_is_a_system_error);
+    RUN_TEST(test_stdin_bytes_reach_the_process);
+    RUN_TEST(test_large_stdin_is_fed_whole);
+    RUN_TEST(test_environment_added_removed_replaced);
+    RUN_TEST(test_stop_a_sleeping_process);
+    RUN_TEST(test_sigterm_ignored_gets_sigkill_after_the_grace);
+    RUN_TEST(test_stop_with_a_grandchild_holding_stdout);
+    RUN_TEST(test_a_process_job_cannot_be_suspended);
+    RUN_TEST(test_hundreds_at_once_need_few_threads_and_leave_no_zombies);
+    RUN_TEST(test_a_thousand_jobs_leave_the_descriptors_as_they_were);
+    RUN_TEST(test_misuse_of_the_process_settings);
+    RUN_TEST(test_specs_mixing_kinds_are_refused);
+    RUN_TEST(test_run_inline_runs_the_process_here);
+    RUN_TEST(test_argv_is_bytes_and_replaced);
+    RUN_TEST(test_chunks_mode_keeps_the_bytes);
+    RUN_TEST(test_no_job_of_this_program_is_left);
+    /* Every bgjob thread gone before exit: valgrind sees no live worker. */
+    CHECK_OK(bgjob_shutdown(BGJOB_INFINITE));
+    rmdir(g_tmp);
+    return check_summary("test_process");
+}
