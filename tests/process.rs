@@ -62,8 +62,16 @@ fn stdout_and_stderr_interleave_in_the_order_they_arrive() {
     let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
     // SAFETY: a valid path string.
     assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
-    let script = "for i in 1 2 3; do echo out$i; read x < \"$F\"; echo err$i >&2; \
-                  read x < \"$F\"; done";
+    // One descriptor each, held for the whole test: reopening the FIFO per step could
+    // pair the script's next read with the test's previous writer before it closed (end
+    // of file instead of a line). Opened read-write, so neither open blocks.
+    let mut steps = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&fifo)
+        .unwrap();
+    let script = "exec 3< \"$F\"; for i in 1 2 3; do echo out$i; read x <&3; \
+                  echo err$i >&2; read x <&3; done";
     let job = sh(script).env("F", &fifo).start().unwrap();
     let mut seen = Vec::new();
     for i in 1..=3 {
@@ -80,7 +88,7 @@ fn stdout_and_stderr_interleave_in_the_order_they_arrive() {
             assert_eq!(r[0].stream, stream);
             assert_eq!(r[0].bytes().unwrap(), format!("{text}{i}").as_bytes());
             seen.push(r[0].sequence);
-            std::fs::write(&fifo, "\n").unwrap();
+            std::io::Write::write_all(&mut steps, b"go\n").unwrap();
         }
     }
     assert!(seen.windows(2).all(|w| w[0] < w[1]));

@@ -4,6 +4,8 @@
 use pyo3::create_exception;
 use pyo3::exceptions::PyException;
 use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyDict, PyTuple, PyType};
 
 create_exception!(
     bgjob,
@@ -95,6 +97,70 @@ create_exception!(
     "A bug inside bgjob was caught (a Rust panic); please report it."
 );
 
+/// The docstring of `JobOSError`.
+const JOB_OS_ERROR_DOC: &str = "The operating system refused something the call asked for (a process job's \
+working directory that does not exist or is not a directory, ...): nothing was started. \
+Both a `JobError` and an `OSError`, so `except OSError` catches it too. `errno` is the OS \
+error number (compare with the `errno` module), `strerror` its text, `filename` the path \
+concerned (the working directory given) or None; `str()` is bgjob's message, which says \
+what was asked and why it failed.";
+
+/// `bgjob.JobOSError`, a subclass of both `JobError` and the builtin `OSError`: made once
+/// with `type()`, since `create_exception!` takes one base. Its `__str__` is
+/// `BaseException.__str__`, so that it shows bgjob's message rather than `OSError`'s
+/// `[Errno n] strerror` built from the attributes.
+pub(crate) fn job_os_error_type(py: Python<'_>) -> PyResult<&Bound<'_, PyType>> {
+    static CELL: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+    CELL.get_or_try_init(py, || {
+        let builtins = py.import("builtins")?;
+        let namespace = PyDict::new(py);
+        namespace.set_item("__module__", "bgjob")?;
+        namespace.set_item("__doc__", JOB_OS_ERROR_DOC)?;
+        namespace.set_item(
+            "__str__",
+            builtins.getattr("BaseException")?.getattr("__str__")?,
+        )?;
+        let bases = PyTuple::new(
+            py,
+            [
+                py.get_type::<JobError>().into_any(),
+                py.get_type::<pyo3::exceptions::PyOSError>().into_any(),
+            ],
+        )?;
+        let ty = builtins
+            .getattr("type")?
+            .call1(("JobOSError", bases, namespace))?;
+        Ok::<_, PyErr>(ty.cast_into::<PyType>()?.unbind())
+    })
+    .map(|t| t.bind(py))
+}
+
+/// A `JobOSError` with bgjob's `message` as its text and `errno`, `strerror` (the OS's text
+/// for `errno`) and `filename` (None unless given) set.
+pub(crate) fn os_error(
+    py: Python<'_>,
+    message: &str,
+    errno: i32,
+    filename: Option<&Bound<'_, PyAny>>,
+) -> PyErr {
+    let build = || -> PyResult<Bound<'_, PyAny>> {
+        let e = job_os_error_type(py)?.call1((message,))?;
+        e.setattr("errno", errno)?;
+        e.setattr(
+            "strerror",
+            py.import("os")?.call_method1("strerror", (errno,))?,
+        )?;
+        if let Some(f) = filename {
+            e.setattr("filename", f)?;
+        }
+        Ok(e)
+    };
+    match build() {
+        Ok(e) => PyErr::from_value(e),
+        Err(failed) => failed,
+    }
+}
+
 /// The Python exception for a core error, carrying the core's message.
 pub(crate) fn to_py(e: bgjob::Error) -> PyErr {
     use bgjob::Error as E;
@@ -111,6 +177,8 @@ pub(crate) fn to_py(e: bgjob::Error) -> PyErr {
         E::Blocked(_) => JobsBlockedError::new_err(msg),
         E::AlreadyInitialized(_) => AlreadyInitializedError::new_err(msg),
         E::Panic(_) => InternalError::new_err(msg),
+        // Raised where a Python thread waits for the answer: attaching is a no-op there.
+        E::System { message, errno } => Python::attach(|py| os_error(py, &message, errno, None)),
     }
 }
 
@@ -150,5 +218,6 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("JobFailedError", py.get_type::<JobFailedError>())?;
     m.add("JobStoppedError", py.get_type::<JobStoppedError>())?;
     m.add("InternalError", py.get_type::<InternalError>())?;
+    m.add("JobOSError", job_os_error_type(py)?)?;
     Ok(())
 }

@@ -142,7 +142,8 @@ impl Job {
         self.job.name()
     }
 
-    /// What the job runs, as text (the callable's qualified name for a Python job).
+    /// What the job runs, as text (the callable's qualified name for a Python job; the
+    /// argv as typed in a shell, quoted where needed, for a process job).
     #[getter]
     fn command(&self) -> &str {
         self.job.command()
@@ -371,6 +372,10 @@ impl Job {
     /// none), or raises `JobStoppedError` if it was stopped; `JobTimeoutError` if it is not
     /// finished by then (also when it stops at Suspended); `JobsBlockedError` if it is
     /// Blocked waiting for input.
+    /// A process job has no return value: its result is the list of its output records
+    /// (stdout lines) not yet received — kept, not taken, so call it before `receive()` —
+    /// and a process that exited non-zero (or could not start) raises `JobFailedError`
+    /// with the job's reason.
     #[pyo3(signature = (timeout = None))]
     fn result(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<Py<PyAny>> {
         if timeout != Some(0.0) && !self.job.state().is_finished() {
@@ -407,6 +412,29 @@ impl Job {
     }
 }
 
+/// Whether `job` is a process job (started by `start_process_job` or `run_process_job`;
+/// a custom job's host may name its type `ProcessJob` too).
+fn is_process_job(job: &bgjob::Job) -> bool {
+    job.type_name() == "ProcessJob" && !job.is_host_driven()
+}
+
+/// A process job's result: its output records not yet received (kept, not taken).
+fn process_output<'py>(py: Python<'py>, job: &Arc<bgjob::Job>) -> PyResult<Bound<'py, PyList>> {
+    let records = job
+        .receive(ReceiveOptions {
+            keep: true,
+            max: None,
+            wait: false,
+            timeout: None,
+        })
+        .py_err()?;
+    let out = PyList::empty(py);
+    for r in records.iter().filter(|r| r.stream == bgjob::Stream::Output) {
+        out.append(convert::payload_value(py, &r.payload)?)?;
+    }
+    Ok(out)
+}
+
 /// The outcome of a finished job: its value, or its exception raised.
 pub(crate) fn outcome(py: Python<'_>, job: &Arc<bgjob::Job>) -> PyResult<Py<PyAny>> {
     let info = job.state_info();
@@ -416,6 +444,7 @@ pub(crate) fn outcome(py: Python<'_>, job: &Arc<bgjob::Job>) -> PyResult<Py<PyAn
                 Some(Outcome::Returned(v)) => v.clone_ref(py),
                 _ => py.None(),
             },
+            None if is_process_job(job) => process_output(py, job)?.into_any().unbind(),
             None => py.None(),
         }),
         JobState::Failed => {

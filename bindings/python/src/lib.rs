@@ -11,6 +11,7 @@ mod event_queue;
 mod exit;
 mod job;
 mod pool;
+mod process;
 
 use blocking::{sliced, timeout_arg};
 use errors::IntoPy;
@@ -346,6 +347,8 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(start_job, m)?)?;
     m.add_function(wrap_pyfunction!(start_parallel_job, m)?)?;
     m.add_function(wrap_pyfunction!(run_job, m)?)?;
+    m.add_function(wrap_pyfunction!(process::start_process_job, m)?)?;
+    m.add_function(wrap_pyfunction!(process::run_process_job, m)?)?;
     m.add_function(wrap_pyfunction!(custom::create_custom_job, m)?)?;
     m.add_function(wrap_pyfunction!(get_job_by_id, m)?)?;
     m.add_function(wrap_pyfunction!(get_job_by_instance_id, m)?)?;

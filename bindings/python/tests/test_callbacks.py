@@ -113,8 +113,12 @@ def test_registration_unregister_stops_calls(jobs):
 
 
 def test_registration_as_context_manager(jobs):
-    gate = threading.Event()
-    job = jobs.start(gated, gate)
+    gate, started = threading.Event(), threading.Event()
+    job = jobs.start(gated, gate, started)
+    # Once the work runs, the Running change has been delivered: the registration below
+    # cannot catch it in delivery (a call already under way may finish after an
+    # unregister, as documented), so it must see nothing at all.
+    assert started.wait(LONG)
     rec = Recorder()
     with job.on_state_changed(rec) as reg:
         assert isinstance(reg, bgjob.Registration)

@@ -13,7 +13,8 @@ from _support import LONG, gated, wait_event
 
 ERRORS = [
     "AlreadyInitializedError", "ChildJobError", "InternalError", "InvalidArgumentError",
-    "InvalidJobStateError", "JobFailedError", "JobNotFinishedError", "JobStoppedError",
+    "InvalidJobStateError", "JobFailedError", "JobNotFinishedError", "JobOSError",
+    "JobStoppedError",
     "JobTimeoutError", "JobsBlockedError", "NoSuchJobError", "PoolShutDownError",
     "WouldDeadlockError",
 ]

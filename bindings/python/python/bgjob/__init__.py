@@ -1,8 +1,9 @@
 """bgjob: PowerShell's background-job model for Python.
 
 Start work in the background and get a ``Job`` back at once (``start_job``, or
-``start_parallel_job`` for one function over many inputs, each in a child job), or run it
-here as a job (``run_job``), or wrap work bgjob does not run — remote, foreign, event-driven
+``start_parallel_job`` for one function over many inputs, each in a child job, or
+``start_process_job`` for an external program, whose stdout and stderr lines become its
+records), or run it here as a job (``run_job``, ``run_process_job``), or wrap work bgjob does not run — remote, foreign, event-driven
 — in a job its host drives (``create_custom_job``, ``CustomJob``); watch its
 state change through callbacks; wait for one, any or all jobs with a timeout
 (``Job.wait``, ``wait_jobs``); receive every record the work produced, nothing lost and
@@ -69,6 +70,7 @@ from ._native import (  # noqa: E402
     JobError,
     JobFailedError,
     JobNotFinishedError,
+    JobOSError,
     JobStoppedError,
     JobTimeoutError,
     JobsBlockedError,
@@ -83,8 +85,10 @@ from ._native import (  # noqa: E402
     get_jobs as _get_jobs,
     on_any_state_changed,
     run_job,
+    run_process_job,
     start_job,
     start_parallel_job,
+    start_process_job,
     wait_jobs,
 )
 from ._types import (  # noqa: E402
@@ -123,6 +127,7 @@ __all__ = [
     "JobLike",
     "JobFailedError",
     "JobNotFinishedError",
+    "JobOSError",
     "JobState",
     "JobStateInfo",
     "JobStoppedError",
@@ -149,8 +154,10 @@ __all__ = [
     "remove_job",
     "resume_job",
     "run_job",
+    "run_process_job",
     "start_job",
     "start_parallel_job",
+    "start_process_job",
     "stop_job",
     "suspend_job",
     "wait_jobs",

@@ -2,9 +2,10 @@
 ``python -m mypy.stubtest bgjob._native`` in ``make test``)."""
 
 import datetime
+import os
 import uuid
-from typing import (Any, AsyncIterator, Callable, Coroutine, Iterable, List, Optional,
-                    Union, final)
+from typing import (Any, AsyncIterator, Callable, Coroutine, Iterable, List, Mapping,
+                    Optional, Sequence, Union, final)
 
 from typing_extensions import disjoint_base
 
@@ -13,15 +14,17 @@ from ._types import JobEvent, JobState, JobStateInfo, ProgressRecord
 __all__ = [
     "AlreadyInitializedError", "ChildJobError", "CustomJob", "EventQueue", "InternalError",
     "InvalidArgumentError", "InvalidJobStateError", "Job", "JobContext", "JobError",
-    "JobFailedError", "JobNotFinishedError", "JobStoppedError", "JobTimeoutError",
+    "JobFailedError", "JobNotFinishedError", "JobOSError", "JobStoppedError", "JobTimeoutError",
     "JobsBlockedError", "NoSuchJobError", "Pool",
     "PoolShutDownError", "Registration", "WouldDeadlockError", "configure_default_pool",
     "create_custom_job", "current_job", "get_job_by_id", "get_job_by_instance_id", "get_jobs", "on_any_state_changed",
-    "run_job", "start_job", "start_parallel_job", "wait_jobs", "_at_exit", "_after_fork_in_child",
+    "run_job", "run_process_job", "start_job", "start_parallel_job", "start_process_job", "wait_jobs", "_at_exit", "_after_fork_in_child",
 ]
 
 _StateCallback = Callable[["Job", JobStateInfo, JobStateInfo], object]
 _StopHandler = Callable[["CustomJob"], object]
+_OsArg = Union[str, bytes, os.PathLike[str], os.PathLike[bytes]]
+_Env = Mapping[Union[str, bytes], _OsArg]
 
 class JobError(Exception): ...
 class InvalidArgumentError(JobError): ...
@@ -37,6 +40,7 @@ class AlreadyInitializedError(JobError): ...
 class JobFailedError(JobError): ...
 class JobStoppedError(JobError): ...
 class InternalError(JobError): ...
+class JobOSError(JobError, OSError): ...
 
 @final
 class Registration:
@@ -184,6 +188,19 @@ def start_parallel_job(fn: Callable[[Any], Any], inputs: Iterable[Any], /, *,
                        on_state_changed: Optional[_StateCallback] = None) -> Job: ...
 def run_job(fn: Callable[..., Any], /, *args: Any, name: Optional[str] = None,
             on_state_changed: Optional[_StateCallback] = None, **kwargs: Any) -> Job: ...
+def start_process_job(argv: Sequence[_OsArg], *, env: Optional[_Env] = None,
+                      add_env: Optional[_Env] = None, cwd: Optional[_OsArg] = None,
+                      input: Union[bytes, bytearray, str, None] = None,
+                      name: Optional[str] = None, pool: Optional[Pool] = None,
+                      text: bool = True, chunks: bool = False,
+                      stop_grace: Optional[float] = None,
+                      on_state_changed: Optional[_StateCallback] = None) -> Job: ...
+def run_process_job(argv: Sequence[_OsArg], *, env: Optional[_Env] = None,
+                    add_env: Optional[_Env] = None, cwd: Optional[_OsArg] = None,
+                    input: Union[bytes, bytearray, str, None] = None,
+                    name: Optional[str] = None, text: bool = True, chunks: bool = False,
+                    stop_grace: Optional[float] = None,
+                    on_state_changed: Optional[_StateCallback] = None) -> Job: ...
 def create_custom_job(*, name: Optional[str] = None, command: str = "",
                       type_name: str = "CustomJob", location: str = "localhost",
                       children: Union[int, Iterable[Optional[str]]] = 0,
