@@ -36,7 +36,7 @@ def bgjob_python() -> None:
     jobs = [bgjob.start_process_job(["true"]) for _ in range(N)]
     bgjob.wait_jobs(jobs)
     for j in jobs:
-        assert j.state == bgjob.JobState.COMPLETED, j.state_info
+        assert j.state == bgjob.JobState.Completed, j.state_info
         j.remove()
 
 
@@ -59,9 +59,9 @@ def c_side(binary: str) -> dict[str, float]:
 def table(title: str, rows: list[tuple[str, float]], base: str) -> None:
     ref = dict(rows)[base]
     print(f"\n{title}  (N = {N}, median of {ROUNDS} rounds; ratio = time / {base})")
-    print(f"  {'system':<42} {'µs/process':>11} {'ratio':>7}")
+    print(f"  {'system':<46} {'µs/process':>11} {'ratio':>7}")
     for name, us in rows:
-        print(f"  {name:<42} {us:>11.1f} {us / ref:>6.2f}x")
+        print(f"  {name:<46} {us:>11.1f} {us / ref:>6.2f}x")
 
 
 def main() -> None:
