@@ -14,13 +14,17 @@ use std::sync::{Arc, Mutex};
 #[derive(Clone)]
 pub struct WorkContext {
     job: Arc<Job>,
-    failure: Arc<Mutex<Option<String>>>,
-    hand_off: Arc<Mutex<HandOff>>,
+    /// One allocation for what copies of the context share.
+    shared: Arc<Mutex<Shared>>,
 }
 
-/// The worker's throttle permit, until the work hands its end off (and the permit with it).
+/// What every copy of one work's context shares.
 #[derive(Default)]
-struct HandOff {
+struct Shared {
+    /// The reason given to `fail`.
+    failure: Option<String>,
+    /// The worker's throttle permit, until the work hands its end off (and the permit
+    /// with it).
     permit: Option<Permit>,
     handed_off: bool,
 }
@@ -30,8 +34,8 @@ impl WorkContext {
     pub(crate) fn new(job: Arc<Job>, permit: Option<Permit>) -> Self {
         WorkContext {
             job,
-            failure: Arc::new(Mutex::new(None)),
-            hand_off: Arc::new(Mutex::new(HandOff {
+            shared: Arc::new(Mutex::new(Shared {
+                failure: None,
                 permit,
                 handed_off: false,
             })),
@@ -114,17 +118,17 @@ impl WorkContext {
 
     /// Fails the job with `reason` when the work returns, whatever it returns.
     pub fn fail(&self, reason: &str) {
-        *lock(&self.failure) = Some(reason.to_string());
+        lock(&self.shared).failure = Some(reason.to_string());
     }
 
     pub(crate) fn take_failure(&self) -> Option<String> {
-        lock(&self.failure).take()
+        lock(&self.shared).failure.take()
     }
 
     /// Hands the job's end off: the work's return no longer finishes the job, the returned
     /// completion does (and gives the throttle permit back then). Once per work.
     pub(crate) fn hand_off(&self) -> Result<Completion> {
-        let mut h = lock(&self.hand_off);
+        let mut h = lock(&self.shared);
         if std::mem::replace(&mut h.handed_off, true) {
             return Err(Error::InvalidState(format!(
                 "job {}: its end was handed off already",
@@ -136,7 +140,7 @@ impl WorkContext {
 
     /// After the work returned: whether it handed its end off, and the permit if it did not.
     pub(crate) fn take_hand_off(&self) -> (bool, Option<Permit>) {
-        let mut h = lock(&self.hand_off);
+        let mut h = lock(&self.shared);
         (h.handed_off, h.permit.take())
     }
 }

@@ -84,11 +84,11 @@ impl CustomJobSpec {
     /// Creates the job, NotStarted, in the repository: see [`CustomJob`].
     pub fn create(self) -> CustomJob {
         let init = |name, callbacks, on_stop| JobInit {
-            location: self.location.clone(),
+            location: self.location.clone().into(),
             callbacks,
             host_driven: true,
             on_stop,
-            ..JobInit::new(name, self.command.clone(), &self.type_name)
+            ..JobInit::new(name, self.command.clone(), self.type_name.clone())
         };
         let job = if self.children.is_empty() {
             Job::new_leaf(init(self.name.clone(), self.callbacks, self.on_stop))

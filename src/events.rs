@@ -29,15 +29,16 @@ type Snapshot = Arc<[Arc<Registration>]>;
 
 /// The callbacks of one job, or of the whole repository.
 pub(crate) struct CallbackList {
-    list: Mutex<Snapshot>,
-    // Lets the hot path skip the mutex when nothing is registered.
+    /// `None` while empty: most jobs never get a callback, and an empty `Arc<[_]>` would
+    /// still cost an allocation per job.
+    list: Mutex<Option<Snapshot>>,
     count: AtomicUsize,
 }
 
 impl CallbackList {
     pub(crate) fn new() -> Self {
         CallbackList {
-            list: Mutex::new(Arc::from(Vec::new())),
+            list: Mutex::new(None),
             count: AtomicUsize::new(0),
         }
     }
@@ -50,9 +51,9 @@ impl CallbackList {
             callback,
         });
         let mut list = lock(&self.list);
-        let mut v: Vec<_> = list.iter().cloned().collect();
+        let mut v: Vec<_> = list.iter().flat_map(|l| l.iter().cloned()).collect();
         v.push(reg);
-        *list = Arc::from(v);
+        *list = Some(Arc::from(v));
         self.count.fetch_add(1, Ordering::Release);
         id
     }
@@ -62,15 +63,19 @@ impl CallbackList {
     pub(crate) fn remove(&self, id: RegistrationId) -> bool {
         let old = {
             let mut list = lock(&self.list);
-            let Some(found) = list.iter().find(|r| r.id == id) else {
+            let Some(found) = list.iter().flat_map(|l| l.iter()).find(|r| r.id == id) else {
                 return false;
             };
             found.active.store(false, Ordering::Release);
-            let v: Vec<_> = list.iter().filter(|r| r.id != id).cloned().collect();
+            let v: Vec<_> = list
+                .iter()
+                .flat_map(|l| l.iter())
+                .filter(|r| r.id != id)
+                .cloned()
+                .collect();
             self.count.fetch_sub(1, Ordering::Release);
-            std::mem::replace(&mut *list, Arc::from(v))
+            std::mem::replace(&mut *list, (!v.is_empty()).then(|| Arc::from(v)))
         };
-        // The finalizer (user code) runs here, outside the lock, if nothing else holds it.
         drop(old);
         true
     }
@@ -79,17 +84,17 @@ impl CallbackList {
     /// result outside any lock. Unlike `remove`, a dispatch under way still calls them all:
     /// a callback that removes its own job must not rob the job's other callbacks of the
     /// change they are being told about.
-    pub(crate) fn clear(&self) -> Snapshot {
+    pub(crate) fn clear(&self) -> Option<Snapshot> {
         let mut list = lock(&self.list);
         self.count.store(0, Ordering::Release);
-        std::mem::replace(&mut *list, Arc::from(Vec::new()))
+        list.take()
     }
 
     pub(crate) fn snapshot(&self) -> Option<Snapshot> {
         if self.count.load(Ordering::Acquire) == 0 {
             return None;
         }
-        Some(lock(&self.list).clone())
+        lock(&self.list).clone()
     }
 
     /// Calls every active callback of `snapshot` with `event`. A panic in one is caught,

@@ -21,9 +21,10 @@ use crate::events::{CallbackList, RegistrationId, Signal, StateCallback};
 use crate::record::{Payload, ProgressRecord, Record, Stream, next_sequence};
 use crate::state::{JobState, JobStateInfo, StateChangedEvent};
 use crate::sync::{lock, wait_step, wait_until};
+use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::{Duration, Instant, SystemTime};
 use uuid::Uuid;
 
@@ -47,8 +48,8 @@ pub(crate) fn allocate_ids(count: u64) -> JobId {
 pub(crate) struct JobInit {
     pub name: Option<String>,
     pub command: String,
-    pub type_name: String,
-    pub location: String,
+    pub type_name: Cow<'static, str>,
+    pub location: Cow<'static, str>,
     pub work: Option<Work>,
     pub callbacks: Vec<StateCallback>,
     /// The input of a parallel job's child (the item it runs for).
@@ -64,12 +65,16 @@ pub(crate) struct JobInit {
 impl JobInit {
     /// A job of type `type_name` at `localhost`, with no work, callbacks or input, not
     /// host-driven: what each kind of job starts from.
-    pub(crate) fn new(name: Option<String>, command: String, type_name: &str) -> JobInit {
+    pub(crate) fn new(
+        name: Option<String>,
+        command: String,
+        type_name: impl Into<Cow<'static, str>>,
+    ) -> JobInit {
         JobInit {
             name,
             command,
-            type_name: type_name.to_string(),
-            location: "localhost".to_string(),
+            type_name: type_name.into(),
+            location: Cow::Borrowed("localhost"),
             work: None,
             callbacks: Vec::new(),
             input: None,
@@ -91,12 +96,15 @@ struct StateCell {
     begin: Option<SystemTime>,
     end: Option<SystemTime>,
     /// Changes stored but not yet dispatched: (new, previous).
-    pending: VecDeque<(JobStateInfo, JobStateInfo)>,
+    pending: Pending,
     dispatching: bool,
     /// Multi-job waiters to wake when the delivered state becomes persistent.
     waiters: Vec<Arc<Signal>>,
     /// A stop was asked of this parent job itself (it then ends Stopped).
     stop_asked: bool,
+    /// Threads waiting on `delivered_changed`: a change notifies only when there are some
+    /// (a notify is a system call even with nobody to wake).
+    sleepers: usize,
 }
 
 impl StateCell {
@@ -109,6 +117,38 @@ impl StateCell {
         // (an event in delivery has left `pending`, but the stored state is already its
         // new one while the delivered state is still its previous one).
         (self.pending.is_empty() && self.info.state == self.delivered).then_some(self.delivered)
+    }
+}
+
+/// A change stored and not yet dispatched: (new, previous).
+type Change = (JobStateInfo, JobStateInfo);
+
+/// The queue of changes stored but not yet dispatched. Almost always it holds one change
+/// at most (the thread that stores a change dispatches it at once), so that one lives
+/// inline: no allocation per state change.
+#[derive(Default)]
+struct Pending {
+    /// The oldest change, if any.
+    first: Option<Change>,
+    /// Those after it.
+    rest: VecDeque<Change>,
+}
+
+impl Pending {
+    fn push_back(&mut self, change: Change) {
+        if self.first.is_none() && self.rest.is_empty() {
+            self.first = Some(change);
+        } else {
+            self.rest.push_back(change);
+        }
+    }
+
+    fn pop_front(&mut self) -> Option<Change> {
+        self.first.take().or_else(|| self.rest.pop_front())
+    }
+
+    fn is_empty(&self) -> bool {
+        self.first.is_none() && self.rest.is_empty()
     }
 }
 
@@ -133,10 +173,11 @@ struct Details {
 pub struct Job {
     id: JobId,
     instance_id: Uuid,
-    name: String,
+    /// Set at creation, or `Job<id>` made on first use (most jobs are never asked).
+    name: OnceLock<Box<str>>,
     command: String,
-    type_name: String,
-    location: String,
+    type_name: Cow<'static, str>,
+    location: Cow<'static, str>,
     parent: Weak<Job>,
     parent_id: JobId,
     children: Vec<Arc<Job>>,
@@ -208,7 +249,9 @@ impl Job {
         Job {
             id,
             instance_id: Uuid::new_v4(),
-            name: init.name.unwrap_or_else(|| format!("Job{id}")),
+            name: init
+                .name
+                .map_or_else(OnceLock::new, |n| OnceLock::from(n.into_boxed_str())),
             command: init.command,
             type_name: init.type_name,
             location: init.location,
@@ -221,10 +264,11 @@ impl Job {
                 delivered: JobState::NotStarted,
                 begin: None,
                 end: None,
-                pending: VecDeque::new(),
+                pending: Pending::default(),
                 dispatching: false,
                 waiters: Vec::new(),
                 stop_asked: false,
+                sleepers: 0,
             }),
             delivered_changed: Condvar::new(),
             records: Mutex::new(RecordQueue::default()),
@@ -287,7 +331,8 @@ impl Job {
 
     /// The job's name (default `Job<id>`).
     pub fn name(&self) -> &str {
-        &self.name
+        self.name
+            .get_or_init(|| format!("Job{}", self.id).into_boxed_str())
     }
 
     /// What the job runs, as text.
@@ -417,14 +462,18 @@ impl Job {
 
     /// This job and all its descendants, parents before children, in creation order.
     pub fn subtree(self: &Arc<Self>) -> Vec<Arc<Job>> {
-        let mut out = vec![self.clone()];
-        let mut i = 0;
-        while i < out.len() {
-            let kids = out[i].children.clone();
-            out.extend(kids);
-            i += 1;
-        }
+        let mut out = Vec::with_capacity(1 + self.children.len());
+        self.for_each_in_subtree(&mut |j| out.push(j.clone()));
         out
+    }
+
+    /// Calls `f` with the job, then each of its descendants (parents before their
+    /// children), without allocating: on the path of every start and remove.
+    pub(crate) fn for_each_in_subtree(self: &Arc<Self>, f: &mut impl FnMut(&Arc<Job>)) {
+        f(self);
+        for c in &self.children {
+            c.for_each_in_subtree(f);
+        }
     }
 
     // ----- callbacks -----------------------------------------------------------------
@@ -468,8 +517,12 @@ impl Job {
             cell.end = Some(now);
             let mut q = lock(&self.records);
             q.closed = true;
+            // Readers count themselves under this lock.
+            let readers = self.readers.load(Ordering::Acquire) > 0;
             drop(q);
-            self.records_changed.notify_all();
+            if readers {
+                self.records_changed.notify_all();
+            }
         }
         cell.pending.push_back((cell.info.clone(), previous));
         Ok(!std::mem::replace(&mut cell.dispatching, true))
@@ -513,17 +566,21 @@ impl Job {
             if let Some(cbs) = crate::events::any_job_callbacks().snapshot() {
                 CallbackList::call(&cbs, &event);
             }
-            let waiters = {
+            let (waiters, sleepers) = {
                 let mut cell = lock(&self.state);
                 cell.delivered = event.state_info.state;
                 // Blocked wakes them too: a wait on jobs that are all Blocked must end.
-                if cell.delivered.is_persistent() || cell.delivered == JobState::Blocked {
-                    std::mem::take(&mut cell.waiters)
-                } else {
-                    Vec::new()
-                }
+                let waiters =
+                    if cell.delivered.is_persistent() || cell.delivered == JobState::Blocked {
+                        std::mem::take(&mut cell.waiters)
+                    } else {
+                        Vec::new()
+                    };
+                (waiters, cell.sleepers > 0)
             };
-            self.delivered_changed.notify_all();
+            if sleepers {
+                self.delivered_changed.notify_all();
+            }
             for w in waiters {
                 w.fire();
             }
@@ -609,12 +666,22 @@ impl Job {
     /// Blocks (no deadline) until `until(stored, delivered)` holds, re-checked after every
     /// delivered change: how parked work waits for a resume, input or stop.
     pub(crate) fn park_until(&self, until: fn(JobState, JobState) -> bool) {
-        drop(wait_until(
-            &self.delivered_changed,
-            lock(&self.state),
-            None,
-            |c| until(c.info.state, c.delivered),
-        ));
+        drop(self.wait_delivered(lock(&self.state), None, |c| {
+            until(c.info.state, c.delivered)
+        }));
+    }
+
+    /// Waits on `delivered_changed` until `done` holds, counted as a sleeper meanwhile.
+    fn wait_delivered<'a>(
+        &'a self,
+        mut cell: MutexGuard<'a, StateCell>,
+        deadline: Option<Instant>,
+        done: impl FnMut(&mut StateCell) -> bool,
+    ) -> (MutexGuard<'a, StateCell>, bool) {
+        cell.sleepers += 1;
+        let (mut cell, ok) = wait_until(&self.delivered_changed, cell, deadline, done);
+        cell.sleepers -= 1;
+        (cell, ok)
     }
 
     /// Running → Blocked, keeping `prompt` for the host. `Err(InvalidState)` from any
@@ -846,10 +913,8 @@ impl Job {
             return until(self.state());
         }
         let cell = lock(&self.state);
-        wait_until(&self.delivered_changed, cell, deadline, |c| {
-            c.settled().is_some_and(&until)
-        })
-        .1
+        self.wait_delivered(cell, deadline, |c| c.settled().is_some_and(&until))
+            .1
     }
 
     /// Whether the job is Blocked waiting for input, as far as waits know (the change's

@@ -79,16 +79,16 @@ impl Repository {
 
     /// Adds a job and its descendants.
     pub(crate) fn add(&self, job: &Arc<Job>) {
-        for j in job.subtree() {
-            write(self.shard(j.id())).insert(j.id(), j);
-        }
+        job.for_each_in_subtree(&mut |j| {
+            write(self.shard(j.id())).insert(j.id(), j.clone());
+        });
     }
 
     /// Takes a job and its descendants out; false if the job was not there (someone else
     /// removed it first). The caller releases the job outside every lock.
     pub(crate) fn detach(&self, job: &Arc<Job>) -> bool {
         let mut found = false;
-        for j in job.subtree() {
+        job.for_each_in_subtree(&mut |j| {
             let taken = {
                 let mut shard = write(self.shard(j.id()));
                 let taken = shard.remove(&j.id());
@@ -101,7 +101,7 @@ impl Repository {
             // The Arc drops here, after the shard lock: the job itself still holds its user
             // data until `release`, so nothing of the user's runs under the lock.
             found |= taken.is_some() && j.id() == job.id();
-        }
+        });
         found
     }
 

@@ -8,7 +8,7 @@ use crate::error::{Error, Result};
 use crate::fork;
 use crate::job::{Job, JobId};
 use crate::sync::{lock, wait_until};
-use crossbeam_channel::{Receiver, Sender, select};
+use crossbeam_channel::{Receiver, Sender};
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::mem::ManuallyDrop;
@@ -106,7 +106,14 @@ impl Shared {
         if old.shut_down.load(Ordering::SeqCst) {
             fresh.close();
         }
-        let queued: Vec<Arc<Job>> = old.rx.try_iter().collect();
+        let queued: Vec<Arc<Job>> = old
+            .rx
+            .try_iter()
+            .filter_map(|m| match m {
+                Msg::Run(job) => Some(job),
+                Msg::Quit => None,
+            })
+            .collect();
         // `try_lock`: a lock a vanished worker held stays held for ever; skip what it guards.
         let running: Vec<Arc<Job>> = match old.slots.try_lock() {
             Ok(slots) => slots.iter().filter_map(try_lock_clone).collect(),
@@ -153,16 +160,23 @@ fn try_lock_clone(slot: &Slot) -> Option<Arc<Job>> {
 
 type Slot = Arc<Mutex<Option<Arc<Job>>>>;
 
+/// What a worker receives.
+enum Msg {
+    /// Run this job.
+    Run(Arc<Job>),
+    /// The pool shut down: exit (one is sent per worker).
+    Quit,
+}
+
 pub(crate) struct PoolInner {
     id: u64,
     /// The fork generation (`fork::generation`) this incarnation's workers belong to.
     generation: u64,
     threads: usize,
-    tx: Sender<Arc<Job>>,
-    rx: Receiver<Arc<Job>>,
-    /// Dropped at shutdown: its receiver then reports disconnection to every worker.
-    shutdown_tx: Mutex<Option<Sender<()>>>,
-    shutdown_rx: Receiver<()>,
+    /// The queue. One channel for jobs and the shutdown signal alike, so a worker waits
+    /// with a plain `recv` (a `select` over two channels costs every job more).
+    tx: Sender<Msg>,
+    rx: Receiver<Msg>,
     shut_down: AtomicBool,
     throttle: Throttle,
     /// Worker threads alive.
@@ -249,7 +263,7 @@ impl Pool {
             return Err(Error::ShutDown(p.id));
         }
         // The receiver lives as long as the pool, so this cannot fail.
-        let _ = p.tx.send(job);
+        let _ = p.tx.send(Msg::Run(job));
         // A shutdown that began after our check may have drained the queue already; then
         // we drain it, so no job is left queued forever (either it or we see the job).
         if p.shut_down.load(Ordering::SeqCst) {
@@ -322,15 +336,12 @@ impl PoolInner {
     /// An incarnation with no workers yet.
     fn new(id: u64, threads: usize, throttle_limit: usize, generation: u64) -> PoolInner {
         let (tx, rx) = crossbeam_channel::unbounded();
-        let (shutdown_tx, shutdown_rx) = crossbeam_channel::bounded(0);
         PoolInner {
             id,
             generation,
             threads,
             tx,
             rx,
-            shutdown_tx: Mutex::new(Some(shutdown_tx)),
-            shutdown_rx,
             shut_down: AtomicBool::new(false),
             throttle: Throttle::new(throttle_limit),
             live: AtomicUsize::new(0),
@@ -346,8 +357,17 @@ impl PoolInner {
     /// Stops accepting jobs and tells every worker (idempotent).
     fn close(&self) {
         if !self.shut_down.swap(true, Ordering::SeqCst) {
-            drop(lock(&self.shutdown_tx).take());
             self.throttle.wake_all();
+            // One `Quit` per worker alive now; one started later sees `shut_down` before
+            // it waits. Extra ones are harmless.
+            self.send_quits(self.live.load(Ordering::Acquire));
+        }
+    }
+
+    fn send_quits(&self, n: usize) {
+        for _ in 0..n {
+            // The receiver lives as long as the pool, so this cannot fail.
+            let _ = self.tx.send(Msg::Quit);
         }
     }
 
@@ -428,18 +448,11 @@ impl PoolInner {
             }
             let permit = Permit::taken(self.clone());
             let next = if spare {
-                select! {
-                    recv(self.rx) -> job => job.ok(),
-                    recv(self.shutdown_rx) -> _ => None,
-                    default(SPARE_IDLE) => None,
-                }
+                self.rx.recv_timeout(SPARE_IDLE).ok()
             } else {
-                select! {
-                    recv(self.rx) -> job => job.ok(),
-                    recv(self.shutdown_rx) -> _ => None,
-                }
+                self.rx.recv().ok()
             };
-            let Some(job) = next else {
+            let Some(Msg::Run(job)) = next else {
                 drop(permit);
                 if closed() {
                     return false;
@@ -485,11 +498,17 @@ impl PoolInner {
         self.exited.1.notify_all();
     }
 
-    /// Stops every queued job: it becomes Stopped and never runs.
+    /// Stops every queued job: it becomes Stopped and never runs. The shutdown signals
+    /// it meets are put back for the workers.
     fn drain(&self) {
-        while let Ok(job) = self.rx.try_recv() {
-            job.request_stop();
+        let mut quits = 0;
+        while let Ok(msg) = self.rx.try_recv() {
+            match msg {
+                Msg::Run(job) => job.request_stop(),
+                Msg::Quit => quits += 1,
+            }
         }
+        self.send_quits(quits);
     }
 
     /// Starts a spare worker when every worker is busy, some are blocked in waits, and
