@@ -23,7 +23,7 @@ use crate::state::{JobState, JobStateInfo, StateChangedEvent};
 use crate::sync::{lock, wait_step, wait_until};
 use std::borrow::Cow;
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::{Duration, Instant, SystemTime};
 use uuid::Uuid;
@@ -120,6 +120,37 @@ impl StateCell {
     }
 }
 
+/// `Job::settled` when the job has no settled state (a change is queued or in delivery).
+const UNSETTLED: u8 = u8::MAX;
+
+/// How long a waiter watches for its condition before it sleeps.
+const SPIN_FOR: Duration = Duration::from_micros(20);
+
+/// Watches `done` for up to `SPIN_FOR` (only with more than one core: on one, the thread
+/// that would make it true cannot run meanwhile); true as soon as it holds.
+pub(crate) fn spin_until(done: impl Fn() -> bool) -> bool {
+    static CORES: OnceLock<usize> = OnceLock::new();
+    if done() {
+        return true;
+    }
+    let cores = *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    if cores < 2 {
+        return false;
+    }
+    let start = Instant::now();
+    loop {
+        for _ in 0..16 {
+            std::hint::spin_loop();
+        }
+        if done() {
+            return true;
+        }
+        if start.elapsed() >= SPIN_FOR {
+            return false;
+        }
+    }
+}
+
 /// A change stored and not yet dispatched: (new, previous).
 type Change = (JobStateInfo, JobStateInfo);
 
@@ -152,10 +183,24 @@ impl Pending {
     }
 }
 
-#[derive(Default)]
 struct RecordQueue {
     records: VecDeque<Record>,
     closed: bool,
+    /// How many records the readers waiting on this queue need before one of them can
+    /// go on (the fewest any needs; 0: wake them on every record — a parent's readers,
+    /// who count their children's records too). A writer wakes them only then, not once
+    /// per record.
+    wake_at: usize,
+}
+
+impl Default for RecordQueue {
+    fn default() -> Self {
+        RecordQueue {
+            records: VecDeque::new(),
+            closed: false,
+            wake_at: usize::MAX,
+        }
+    }
 }
 
 #[derive(Default)]
@@ -184,6 +229,9 @@ pub struct Job {
     /// Made as a parent (its state follows its children), even if it has none.
     container: bool,
     state: Mutex<StateCell>,
+    /// `state.settled()` as a number (`UNSETTLED` for `None`), stored under the state lock
+    /// whenever it may change: waits read it without the lock.
+    settled: AtomicU8,
     delivered_changed: Condvar,
     records: Mutex<RecordQueue>,
     records_changed: Condvar,
@@ -270,6 +318,7 @@ impl Job {
                 stop_asked: false,
                 sleepers: 0,
             }),
+            settled: AtomicU8::new(JobState::NotStarted as u8),
             delivered_changed: Condvar::new(),
             records: Mutex::new(RecordQueue::default()),
             records_changed: Condvar::new(),
@@ -467,6 +516,15 @@ impl Job {
         out
     }
 
+    /// The job's descendants (none for a leaf, without allocating).
+    fn descendants(self: &Arc<Self>) -> Vec<Arc<Job>> {
+        if self.children.is_empty() {
+            Vec::new()
+        } else {
+            self.subtree().split_off(1)
+        }
+    }
+
     /// Calls `f` with the job, then each of its descendants (parents before their
     /// children), without allocating: on the path of every start and remove.
     pub(crate) fn for_each_in_subtree(self: &Arc<Self>, f: &mut impl FnMut(&Arc<Job>)) {
@@ -525,6 +583,7 @@ impl Job {
             }
         }
         cell.pending.push_back((cell.info.clone(), previous));
+        self.publish_settled(cell);
         Ok(!std::mem::replace(&mut cell.dispatching, true))
     }
 
@@ -569,6 +628,7 @@ impl Job {
             let (waiters, sleepers) = {
                 let mut cell = lock(&self.state);
                 cell.delivered = event.state_info.state;
+                self.publish_settled(&cell);
                 // Blocked wakes them too: a wait on jobs that are all Blocked must end.
                 let waiters =
                     if cell.delivered.is_persistent() || cell.delivered == JobState::Blocked {
@@ -874,7 +934,19 @@ impl Job {
         if current::is_dispatching(self.id) {
             return until(self.state());
         }
-        lock(&self.state).settled().is_some_and(until)
+        self.settled_state().is_some_and(until)
+    }
+
+    /// The settled state (see `StateCell::settled`), read without the lock.
+    fn settled_state(&self) -> Option<JobState> {
+        JobState::from_u32(u32::from(self.settled.load(Ordering::Acquire)))
+    }
+
+    /// Makes `cell.settled()` visible to `settled_state` (called under the state lock
+    /// after every change of what it depends on).
+    fn publish_settled(&self, cell: &StateCell) {
+        let v = cell.settled().map_or(UNSETTLED, |s| s as u8);
+        self.settled.store(v, Ordering::Release);
     }
 
     /// Refuses a wait on this job that could never end: from its own work, from a child's
@@ -911,6 +983,11 @@ impl Job {
     ) -> bool {
         if current::is_dispatching(self.id) {
             return until(self.state());
+        }
+        // A job about to finish (the other end of a round trip) is usually done within
+        // microseconds: cheaper to watch for that than to sleep and be woken.
+        if spin_until(|| self.settled_state().is_some_and(&until)) {
+            return true;
         }
         let cell = lock(&self.state);
         self.wait_delivered(cell, deadline, |c| c.settled().is_some_and(&until))
@@ -950,7 +1027,7 @@ impl Job {
 
     /// Appends a record; fails once the job is finished or removed.
     pub(crate) fn write(&self, stream: Stream, payload: Payload) -> Result<()> {
-        {
+        let wake = {
             let mut q = lock(&self.records);
             if q.closed || self.is_removed() {
                 return Err(Error::InvalidState(format!(
@@ -965,8 +1042,15 @@ impl Job {
                 job_id: self.id,
                 time: SystemTime::now(),
             });
+            // Readers count themselves and set `wake_at` under this lock.
+            self.readers.load(Ordering::Acquire) > 0 && q.records.len() >= q.wake_at
+        };
+        if wake {
+            self.records_changed.notify_all();
         }
-        self.notify_readers();
+        if let Some(p) = self.parent.upgrade() {
+            p.notify_readers();
+        }
         Ok(())
     }
 
@@ -1004,7 +1088,7 @@ impl Job {
             self.wait_for_records(options.max, options.timeout)?;
         }
         let max = options.max.unwrap_or(usize::MAX);
-        let others: Vec<Arc<Job>> = self.subtree().split_off(1);
+        let others = self.descendants();
         let mut own = lock(&self.records);
         let mut guards: Vec<MutexGuard<'_, RecordQueue>> =
             others.iter().map(|j| lock(&j.records)).collect();
@@ -1037,9 +1121,12 @@ impl Job {
     }
 
     fn wait_records_until(self: &Arc<Self>, max: usize, deadline: Option<Instant>) -> bool {
-        let others: Vec<Arc<Job>> = self.subtree().split_off(1);
+        let others = self.descendants();
         let mut own = lock(&self.records);
         self.readers.fetch_add(1, Ordering::AcqRel);
+        // A leaf's writer knows when this reader can go on; a parent's records come from
+        // its children, whose writers wake it on each record.
+        let need = if others.is_empty() { max } else { 0 };
         let ready = loop {
             let guards: Vec<MutexGuard<'_, RecordQueue>> =
                 others.iter().map(|j| lock(&j.records)).collect();
@@ -1053,9 +1140,12 @@ impl Job {
                 break false;
             }
             drop(guards);
+            own.wake_at = own.wake_at.min(need);
             own = wait_step(&self.records_changed, own, deadline);
         };
-        self.readers.fetch_sub(1, Ordering::AcqRel);
+        if self.readers.fetch_sub(1, Ordering::AcqRel) == 1 {
+            own.wake_at = usize::MAX;
+        }
         ready
     }
 
