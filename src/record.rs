@@ -78,8 +78,9 @@ pub enum Payload {
     /// Text known to be UTF-8 (a process job's line that decoded). C reads its bytes;
     /// Python gets a `str`.
     Text(Box<str>),
-    /// A progress report (on the progress stream).
-    Progress(ProgressRecord),
+    /// A progress report (on the progress stream). Boxed: it is rare, and every record
+    /// is as big as the biggest payload.
+    Progress(Box<ProgressRecord>),
     /// An object of a binding (e.g. a Python object), opaque to the core.
     Object(Arc<dyn Any + Send + Sync>),
 }
