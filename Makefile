@@ -3,7 +3,7 @@
 #   make demo      build everything and run the demo (a C and a Python program)
 #   make test      build everything and run every test (Rust, C, C++ header check)
 #   make sanitize  run the C tests under valgrind memcheck (leaks and errors are fatal)
-#   make bench     run the benchmarks: one table of ratios against the peers, same run
+#   make bench     run the benchmarks (benches/README.md): one table, bgjob against its peers
 
 SHELL    := bash
 CARGO    ?= cargo
@@ -21,7 +21,7 @@ C_TESTS  := $(patsubst tests/c/%.c,$(BUILD)/c/%,$(wildcard tests/c/test_*.c))
 # Per-program time limit: a hang is a failure, never a stuck CI.
 RUN      := timeout 300
 
-.PHONY: all build python test-python test test-suites test-rust test-c test-cpp test-readme test-readme-python demo sanitize bench clean
+.PHONY: all build python test-python test test-suites test-rust test-c test-cpp test-readme test-readme-python demo sanitize bench bench-deps clean
 
 all: build
 
@@ -119,15 +119,39 @@ sanitize: build $(C_TESTS)
 	@set -e; for t in $(C_TESTS); do echo "== valgrind $$t"; BGJOB_SANITIZE=1 $(RUN) $(VALGRIND) $$t; done
 	@echo "sanitize: valgrind memcheck found no errors and no leaks in $(words $(C_TESTS)) C test programs"
 
-# Benchmarks: C programs built optimised against the release library, and a Python
-# driver (in the test virtual environment, with the package built) that runs them, runs
-# the Python peers and prints one table. Timing claims live here, never in tests.
+# Benchmarks (benches/README.md): C programs built optimised — bgjob's against the release
+# library, the peers' against libuv and GLib (Debian packages, installed here if missing)
+# —, the criterion bench benches/floor.rs, and a Python driver (in the test virtual
+# environment, with the package built) that runs them all, runs the Python workloads and
+# prints one table. Timing claims live here, never in tests. 2 cores: ~3 min built, ~6-10 fresh.
+BENCH_C  := $(patsubst benches/c/%.c,$(BUILD)/bench/%,$(wildcard benches/c/bench_*.c))
+BENCH_H  := $(wildcard benches/c/*.h)
+
 $(BUILD)/bench/%: benches/%.c $(HEADER) | build
 	@mkdir -p $(dir $@)
 	$(CC) -O2 $(CWARN) -std=c11 -Iinclude $< -o $@ $(LINK)
 
-bench: build python $(BUILD)/bench/process_spawn
-	$(VPY) benches/run.py $(BUILD)/bench/process_spawn
+$(BUILD)/bench/bench_bgjob: benches/c/bench_bgjob.c $(BENCH_H) $(HEADER) | build
+	@mkdir -p $(dir $@)
+	$(CC) -O2 $(CWARN) -std=c11 -Iinclude -Ibenches/c $< -o $@ $(LINK)
+
+$(BUILD)/bench/bench_uv: benches/c/bench_uv.c $(BENCH_H) | bench-deps
+	@mkdir -p $(dir $@)
+	$(CC) -O2 $(CWARN) -std=c11 -Ibenches/c $< -o $@ $$(pkg-config --cflags --libs libuv) -pthread
+
+$(BUILD)/bench/bench_glib: benches/c/bench_glib.c $(BENCH_H) | bench-deps
+	@mkdir -p $(dir $@)
+	$(CC) -O2 $(CWARN) -std=c11 -Ibenches/c $< -o $@ $$(pkg-config --cflags --libs glib-2.0) -pthread
+
+bench-deps:
+	@dpkg -s libuv1-dev libglib2.0-dev pkg-config >/dev/null 2>&1 || \
+	  (apt-get update -qq && apt-get install -y -q libuv1-dev libglib2.0-dev pkg-config)
+
+# run.py runs every program (the criterion bench too), then prints the table last; it
+# exits non-zero if any of them failed. The table is also kept in build/bench/results.txt.
+bench: bench-deps build python $(BENCH_C) $(BUILD)/bench/process_spawn
+	$(CARGO) bench --bench floor --no-run
+	CARGO="$(CARGO)" $(VPY) benches/run.py --bin-dir $(BUILD)/bench --out $(BUILD)/bench/results.txt
 
 clean:
 	$(CARGO) clean
