@@ -46,37 +46,52 @@ pub struct bgjob_record {
 /// The records one receive took, in time order. Free it with `bgjob_records_free`.
 pub struct bgjob_records {
     views: Vec<bgjob_record>,
-    // What the views point into; boxed so the addresses never move.
-    _bytes: Vec<Box<[u8]>>,
+    // What the views point into: every record's bytes (each followed by a NUL) in one
+    // allocation per batch, not one per record; boxed so the addresses never move.
+    _bytes: Box<[u8]>,
     _texts: Vec<CString>,
 }
 
+/// The bytes a record shows C (progress: its status text), if it has any.
+fn data_of(payload: &Payload) -> Option<&[u8]> {
+    match payload {
+        Payload::Bytes(b) => Some(b),
+        Payload::Text(t) => Some(t.as_bytes()),
+        Payload::Progress(p) => Some(p.status_description.as_bytes()),
+        Payload::Object(_) => None,
+    }
+}
+
 fn batch_of(records: Vec<Record>) -> bgjob_records {
+    let total: usize = records
+        .iter()
+        .filter_map(|r| data_of(&r.payload))
+        .map(|d| d.len() + 1)
+        .sum();
+    let mut buf = Vec::with_capacity(total);
+    let mut spans = Vec::with_capacity(records.len());
+    for r in &records {
+        spans.push(data_of(&r.payload).map(|d| {
+            let at = buf.len();
+            buf.extend_from_slice(d);
+            buf.push(0);
+            (at, d.len())
+        }));
+    }
+    let bytes = buf.into_boxed_slice();
     let mut views = Vec::with_capacity(records.len());
-    let mut bytes: Vec<Box<[u8]>> = Vec::with_capacity(records.len());
     let mut texts = Vec::new();
-    for r in records {
-        let (data_src, percent, activity): (Option<&[u8]>, i32, Option<CString>) = match &r.payload
-        {
-            Payload::Bytes(b) => (Some(b), -1, None),
-            Payload::Text(t) => (Some(t.as_bytes()), -1, None),
+    for (r, span) in records.into_iter().zip(spans) {
+        let (percent, activity) = match &r.payload {
             Payload::Progress(p) => (
-                Some(p.status_description.as_bytes()),
                 p.percent_complete,
                 Some(super::boundary::to_cstring(&p.activity)),
             ),
-            Payload::Object(_) => (None, -1, None),
+            _ => (-1, None),
         };
-        let (data, len) = match data_src {
-            Some(src) => {
-                let mut owned = Vec::with_capacity(src.len() + 1);
-                owned.extend_from_slice(src);
-                owned.push(0);
-                let owned = owned.into_boxed_slice();
-                let p = owned.as_ptr();
-                bytes.push(owned);
-                (p, src.len())
-            }
+        let (data, len) = match span {
+            // In bounds: `at + len` < `bytes.len()` by construction above.
+            Some((at, len)) => (bytes[at..].as_ptr(), len),
             None => (ptr::null(), 0),
         };
         let activity_ptr = activity.as_ref().map_or(ptr::null(), |a| a.as_ptr());
