@@ -18,7 +18,11 @@ enum Token {
 
 fn fold(c: char) -> char {
     // Single-char lowercase mapping is enough for case-insensitive matching of names.
-    c.to_lowercase().next().unwrap_or(c)
+    if c.is_ascii() {
+        c.to_ascii_lowercase()
+    } else {
+        c.to_lowercase().next().unwrap_or(c)
+    }
 }
 
 impl WildcardPattern {
@@ -67,7 +71,21 @@ impl WildcardPattern {
 
     /// Whether `text` matches the whole pattern, ignoring case.
     pub fn is_match(&self, text: &str) -> bool {
-        let text: Vec<char> = text.chars().map(fold).collect();
+        // Folded into a buffer on the stack when it fits (names and commands almost
+        // always do): a listing matches every job, and an allocation each was most of it.
+        let mut inline = ['\0'; 128];
+        let heap: Vec<char>;
+        let text: &[char] = if text.len() <= inline.len() {
+            let mut n = 0;
+            for c in text.chars() {
+                inline[n] = fold(c);
+                n += 1;
+            }
+            &inline[..n]
+        } else {
+            heap = text.chars().map(fold).collect();
+            &heap
+        };
         let (mut t, mut p) = (0usize, 0usize);
         // Classic greedy matcher with one backtrack point for the last `*`.
         let mut star: Option<(usize, usize)> = None;
