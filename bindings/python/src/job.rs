@@ -55,6 +55,27 @@ pub(crate) fn state_callback(callback: Py<PyAny>) -> bgjob::StateCallback {
     })
 }
 
+/// The end of a `bgjob.Executor` task's job: the work itself delivers its result to the
+/// future, so only a job that finished without ever running (stopped while queued, or its
+/// pool shut down) needs Python: `not_run(job)`. Either way the job is then removed, from
+/// here. Every other change returns before taking the GIL: one trip into the interpreter
+/// per task, the work's.
+pub(crate) fn task_end_callback(not_run: Py<PyAny>) -> bgjob::StateCallback {
+    Box::new(move |e: &bgjob::StateChangedEvent| {
+        if !e.state_info.state.is_finished() {
+            return;
+        }
+        if e.previous_state_info.state == bgjob::JobState::NotStarted {
+            call_from_bgjob(&not_run, |_py, cb| {
+                cb.call1((JobHandle(e.job.clone()),))?;
+                Ok(())
+            });
+        }
+        // A callback may remove its own job; a failure means someone removed it first.
+        let _ = bgjob::remove_job(e.job.id(), false);
+    })
+}
+
 /// Waits (interruptibly) until `job` is done; false on timeout.
 /// With `force` (Wait-Job -Force) it waits until the job is finished: a forced wait does
 /// not stop at Suspended or Disconnected.

@@ -122,6 +122,30 @@ fn start_job(
     Ok(JobHandle(spec.start().py_err()?))
 }
 
+/// For `bgjob.Executor`: starts `fn()` as a thread job on `pool`, shown with the command
+/// of `shown_as` (the callable the user submitted). `fn` delivers its own result; when the
+/// job finishes it is removed, and `not_run(job)` is called first if it finished without
+/// ever running (see `job::task_end_callback`).
+#[pyfunction]
+fn _start_task(
+    r#fn: Bound<'_, PyAny>,
+    pool: PyRef<'_, Pool>,
+    shown_as: Bound<'_, PyAny>,
+    not_run: Py<PyAny>,
+) -> PyResult<JobHandle> {
+    let py = r#fn.py();
+    let work = context::PythonWork {
+        callable: r#fn.unbind(),
+        args: PyTuple::empty(py).unbind(),
+        kwargs: None,
+    };
+    let spec = bgjob::JobSpec::new(move |ctx| work.run(ctx))
+        .command(command_of(&shown_as))
+        .pool(&pool.pool)
+        .on_state_changed_boxed(job::task_end_callback(not_run));
+    Ok(JobHandle(spec.start().py_err()?))
+}
+
 /// An inline run (a cmdlet without `-AsJob`): runs `fn(*args, **kwargs)` as a job on the
 /// calling thread and returns the finished `Job`. It is the job `start_job` would make —
 /// in the repository, with the same states, callbacks (on this thread) and records, the
@@ -345,6 +369,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<context::JobContext>()?;
     m.add_class::<event_queue::EventQueue>()?;
     m.add_function(wrap_pyfunction!(start_job, m)?)?;
+    m.add_function(wrap_pyfunction!(_start_task, m)?)?;
     m.add_function(wrap_pyfunction!(start_parallel_job, m)?)?;
     m.add_function(wrap_pyfunction!(run_job, m)?)?;
     m.add_function(wrap_pyfunction!(process::start_process_job, m)?)?;

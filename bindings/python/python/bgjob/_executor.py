@@ -6,14 +6,12 @@ from __future__ import annotations
 import atexit
 import concurrent.futures as _cf
 import concurrent.futures.thread as _cft
-import functools
 import os
 import threading
 import weakref
 from typing import Any, Callable, Optional, Set
 
 from . import _native
-from ._types import JobState
 
 _executors: "weakref.WeakSet[Executor]" = weakref.WeakSet()
 _exiting = False
@@ -35,9 +33,8 @@ _register_exit(_python_exit)
 
 def _bind(fn: Callable[..., Any], args: "tuple[Any, ...]",
           kwargs: "dict[str, Any]") -> Callable[[], Any]:
-    """``fn`` with its arguments bound, keeping its name (the job's command)."""
+    """``fn`` with its arguments bound. (The job shows ``fn``'s name: see ``submit``.)"""
 
-    @functools.wraps(fn)
     def call() -> Any:
         return fn(*args, **kwargs)
 
@@ -116,16 +113,26 @@ class Executor(_cf.Executor):
             call = _bind(fn, args, kwargs)
             if self._initializer is not None:
                 call = self._with_initializer(call)
-            future.job = _native.start_job(call, pool=self._pool,
-                                           on_state_changed=self._on_change_for(future))
-            # Only a started job is pending: a start that raised leaves nothing to wait for.
+            # One trip into the interpreter per task on its worker: the work, which also
+            # completes the future (as ThreadPoolExecutor's work item does). The native
+            # side removes the job when it finishes, and calls back into Python only for
+            # a job that finished without running.
+            # Pending before it starts: its work may deliver (and discard it) at once.
             self._pending.add(future)
+            try:
+                job = _native._start_task(self._task(future, call), self._pool, fn,
+                                          self._not_run_for(future))
+            except BaseException:
+                # A start that raised leaves nothing to wait for.
+                self._pending.discard(future)
+                raise
+            if not future.done():
+                future.job = job  # for cancel(): stops the job if it is still queued
             return future
 
     def _with_initializer(self, fn: Callable[..., Any]) -> Callable[..., Any]:
         """``fn`` preceded, once per worker thread, by the executor's initializer."""
 
-        @functools.wraps(fn)
         def run(*args: Any, **kwargs: Any) -> Any:
             me = threading.get_ident()
             if me not in self._initialized:
@@ -140,45 +147,63 @@ class Executor(_cf.Executor):
 
         return run
 
-    def _on_change_for(self, future: _JobFuture) -> Callable[[Any, Any, Any], None]:
+    def _task(self, future: _JobFuture, call: Callable[[], Any]) -> Callable[[], None]:
+        """The work of a submitted call's job: the future turns running (unless it was
+        cancelled: then ``call`` never runs) and gets the result or the exception right
+        here, on the worker. An exception also fails the job."""
+
+        def run() -> None:
+            try:
+                if not future._start_or_notify_cancel():
+                    return
+                try:
+                    result = call()
+                except BaseException as exc:
+                    future.set_exception(exc)
+                    raise
+                future.set_result(result)
+            finally:
+                self._delivered(future)
+
+        return run
+
+    def _not_run_for(self, future: _JobFuture) -> Callable[[Any], None]:
         # The callback holds the future weakly: a dropped future does not keep results.
         ref = weakref.ref(future)
 
-        def on_change(job: _native.Job, info: Any, _prev: Any) -> None:
+        def not_run(job: _native.Job) -> None:
+            """The job finished without running (stopped while queued, or its pool shut
+            down): a stop cancels the future; any other end is delivered."""
             f = ref()
             if f is None:
                 return
-            state = info.state
-            if state == JobState.Running:
-                if not f._start_or_notify_cancel():
-                    job.stop(timeout=0)
-                return
-            if not state.is_finished:
-                return
             if f.cancelled():
-                # CANCELLED -> CANCELLED_AND_NOTIFIED: wait() and as_completed() see it.
-                f._start_or_notify_cancel()
-            else:
+                f._start_or_notify_cancel()  # CANCELLED -> CANCELLED_AND_NOTIFIED
+            elif not f.done():
                 try:
-                    f.set_result(job.result(timeout=0))
+                    value = job.result(timeout=0)
                 except _native.JobStoppedError as exc:
                     if f.cancel():
                         f._start_or_notify_cancel()
                     else:
                         f.set_exception(exc)
-                except BaseException as exc:  # the work's exception, delivered as is
+                except BaseException as exc:
                     f.set_exception(exc)
-            # Delivered: drop the job (and with it the callable, arguments and result).
-            try:
-                job.remove()
-            except _native.JobError:
-                pass
-            f.job = None
-            with self._lock:
-                self._pending.discard(f)
-                self._idle.notify_all()
+                else:
+                    f.set_result(value)
+            self._delivered(f)
 
-        return on_change
+        return not_run
+
+    def _delivered(self, future: _JobFuture) -> None:
+        """The future has its outcome: it no longer counts as pending. Runs on a worker
+        for every task, so it takes the executor's lock (which ``submit`` holds) only
+        when ``shutdown`` may be waiting for the last ones."""
+        future.job = None
+        self._pending.discard(future)  # one operation under the GIL
+        if self._shutdown:
+            with self._lock:
+                self._idle.notify_all()
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         """No more submits; with ``cancel_futures`` the queued calls are cancelled (never

@@ -18,7 +18,7 @@ __all__ = [
     "JobsBlockedError", "NoSuchJobError", "Pool",
     "PoolShutDownError", "Registration", "WouldDeadlockError", "configure_default_pool",
     "create_custom_job", "current_job", "get_job_by_id", "get_job_by_instance_id", "get_jobs", "on_any_state_changed",
-    "run_job", "run_process_job", "start_job", "start_parallel_job", "start_process_job", "wait_jobs", "_at_exit", "_after_fork_in_child",
+    "run_job", "run_process_job", "start_job", "_start_task", "start_parallel_job", "start_process_job", "wait_jobs", "_at_exit", "_after_fork_in_child",
 ]
 
 _StateCallback = Callable[["Job", JobStateInfo, JobStateInfo], object]
@@ -178,6 +178,12 @@ class EventQueue:
     def __next__(self) -> JobEvent: ...
     def __enter__(self) -> EventQueue: ...
     def __exit__(self, _t: Any, _e: Any, _tb: Any) -> bool: ...
+
+def _start_task(fn: Callable[[], Any], pool: Pool, shown_as: Any,
+                not_run: Callable[[Job], None]) -> Job:
+    """For ``bgjob.Executor``: a thread job that delivers its own result; removed when it
+    finishes, ``not_run(job)`` first if it never ran."""
+    ...
 
 def start_job(fn: Callable[..., Any], /, *args: Any, name: Optional[str] = None,
               pool: Optional[Pool] = None, on_state_changed: Optional[_StateCallback] = None,
