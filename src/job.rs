@@ -1013,11 +1013,6 @@ impl Job {
         if current::is_dispatching(self.id) {
             return until(self.state());
         }
-        // A job about to finish (the other end of a round trip) is usually done within
-        // microseconds: cheaper to watch for that than to sleep and be woken.
-        if spin_until(|| self.settled_state().is_some_and(&until)) {
-            return true;
-        }
         let cell = lock(&self.state);
         self.wait_delivered(cell, deadline, |c| c.settled().is_some_and(&until))
             .1
