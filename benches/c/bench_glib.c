@@ -46,7 +46,8 @@
 
 #include <glib.h>
 
-#define ROUNDS 5
+#include "peer_bench.h"
+
 
 typedef struct job job;
 typedef void (*job_callback)(job *j);
@@ -66,15 +67,6 @@ struct job {
     long callbacks_run;
 };
 
-static double now_ns(void)
-{
-    struct timespec ts;
-    if (clock_gettime(CLOCK_MONOTONIC, &ts) != 0) {
-        perror("clock_gettime");
-        exit(1);
-    }
-    return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
-}
 
 /* Pool function: the no-op job followed by its completion notification. */
 static void pool_func(gpointer data, gpointer user_data)
@@ -164,40 +156,10 @@ static double w3_round(long n)
     return t;
 }
 
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-/* Warm-up round, then ROUNDS timed rounds; returns the median (ns/round).
- * The spread goes to stderr so noisy runs can be spotted. */
-static double median_of_rounds(const char *name, double (*round)(long),
-                               long arg)
-{
-    double samples[ROUNDS];
-    (void)round(arg); /* warm-up */
-    for (int r = 0; r < ROUNDS; r++)
-        samples[r] = round(arg);
-    qsort(samples, ROUNDS, sizeof samples[0], cmp_double);
-    fprintf(stderr, "bench_glib: %s per-op min/median/max %.3f/%.3f/%.3f us\n",
-            name, samples[0] / 1e3 / (double)arg,
-            samples[ROUNDS / 2] / 1e3 / (double)arg,
-            samples[ROUNDS - 1] / 1e3 / (double)arg);
-    return samples[ROUNDS / 2];
-}
 
 int main(int argc, char **argv)
 {
-    long n = 100000;
-    if (argc > 1) {
-        char *end;
-        n = strtol(argv[1], &end, 10);
-        if (*argv[1] == '\0' || *end != '\0' || n < 1 || n > G_MAXINT) {
-            fprintf(stderr, "usage: %s [N>=1]\n", argv[0]);
-            return 2;
-        }
-    }
+    long n = parse_n(argc, argv, G_MAXINT);
     long rt = n / 10 > 0 ? n / 10 : 1;
 
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
@@ -219,9 +181,9 @@ int main(int argc, char **argv)
         return 1;
     }
 
-    double w1 = median_of_rounds("W1", w1_round, n);
-    double w2 = median_of_rounds("W2", w2_round, rt);
-    double w3 = median_of_rounds("W3", w3_round, n);
+    double w1 = median_of_rounds("bench_glib", "W1", w1_round, n);
+    double w2 = median_of_rounds("bench_glib", "W2", w2_round, rt);
+    double w3 = median_of_rounds("bench_glib", "W3", w3_round, n);
 
     printf("RESULT W1 glib %.3f us/job\n", w1 / 1e3 / (double)n);
     printf("RESULT W2 glib %.2f us/roundtrip\n", w2 / 1e3 / (double)rt);

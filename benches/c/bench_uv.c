@@ -38,20 +38,12 @@
 
 #include <uv.h>
 
-#define ROUNDS 5
+#include "peer_bench.h"
+
 
 static uv_loop_t *loop;
 static long w3_completed;
 
-static double now_ns(void)
-{
-    struct timespec ts;
-    if (clock_gettime(CLOCK_MONOTONIC, &ts) != 0) {
-        perror("clock_gettime");
-        exit(1);
-    }
-    return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
-}
 
 static void die_uv(const char *what, int rc)
 {
@@ -142,40 +134,10 @@ static double w3_round(long n)
     return now_ns() - t0;
 }
 
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-/* Warm-up round, then ROUNDS timed rounds; returns the median (ns/round).
- * The spread goes to stderr so noisy runs can be spotted. */
-static double median_of_rounds(const char *name, double (*round)(long),
-                               long arg)
-{
-    double samples[ROUNDS];
-    (void)round(arg); /* warm-up */
-    for (int r = 0; r < ROUNDS; r++)
-        samples[r] = round(arg);
-    qsort(samples, ROUNDS, sizeof samples[0], cmp_double);
-    fprintf(stderr, "bench_uv: %s per-op min/median/max %.3f/%.3f/%.3f us\n",
-            name, samples[0] / 1e3 / (double)arg,
-            samples[ROUNDS / 2] / 1e3 / (double)arg,
-            samples[ROUNDS - 1] / 1e3 / (double)arg);
-    return samples[ROUNDS / 2];
-}
 
 int main(int argc, char **argv)
 {
-    long n = 100000;
-    if (argc > 1) {
-        char *end;
-        n = strtol(argv[1], &end, 10);
-        if (*argv[1] == '\0' || *end != '\0' || n < 1) {
-            fprintf(stderr, "usage: %s [N>=1]\n", argv[0]);
-            return 2;
-        }
-    }
+    long n = parse_n(argc, argv, LONG_MAX);
     long rt = n / 10 > 0 ? n / 10 : 1;
 
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
@@ -197,9 +159,9 @@ int main(int argc, char **argv)
         return 1;
     }
 
-    double w1 = median_of_rounds("W1", w1_round, n);
-    double w2 = median_of_rounds("W2", w2_round, rt);
-    double w3 = median_of_rounds("W3", w3_round, n);
+    double w1 = median_of_rounds("bench_uv", "W1", w1_round, n);
+    double w2 = median_of_rounds("bench_uv", "W2", w2_round, rt);
+    double w3 = median_of_rounds("bench_uv", "W3", w3_round, n);
 
     printf("RESULT W1 libuv %.3f us/job\n", w1 / 1e3 / (double)n);
     printf("RESULT W2 libuv %.2f us/roundtrip\n", w2 / 1e3 / (double)rt);
