@@ -62,7 +62,7 @@ pub use executor::{Pool, configure_default_pool, default_pool, shutdown_default_
 pub use job::{Attachment, Job, JobId, ReceiveOptions, StopHandler, Work, WorkResult};
 pub use parallel::{ParallelJobSpec, ParallelWork, start_parallel_job};
 pub use process::{DEFAULT_STOP_GRACE, OutputMode, ProcessJobSpec, start_process_job};
-pub use record::{Payload, ProgressRecord, Record, Stream};
+pub use record::{Bytes, Payload, ProgressRecord, Record, Stream};
 pub use repository::{JobFilter, Repository, get_job, get_jobs, remove_job, repository};
 pub use spec::{JobSpec, start_job};
 pub use state::{JobState, JobStateInfo, StateChangedEvent};

@@ -74,7 +74,7 @@ pub struct ProgressRecord {
 #[derive(Clone)]
 pub enum Payload {
     /// Bytes, as written from C (usually text, but not necessarily UTF-8).
-    Bytes(Box<[u8]>),
+    Bytes(Bytes),
     /// Text known to be UTF-8 (a process job's line that decoded). C reads its bytes;
     /// Python gets a `str`.
     Text(Box<str>),
@@ -110,7 +110,81 @@ impl From<&str> for Payload {
 
 impl From<String> for Payload {
     fn from(s: String) -> Self {
-        Payload::Bytes(s.into_bytes().into_boxed_slice())
+        Payload::Bytes(s.into_bytes().into())
+    }
+}
+
+/// The bytes of a record: up to [`Bytes::INLINE`] of them held in place, more on the
+/// heap. Most records are short lines; holding them in place saves an allocation when
+/// written and a free — often on another thread, which glibc's allocator makes slow —
+/// when received. Dereferences to `[u8]`.
+#[derive(Clone)]
+pub struct Bytes(Repr);
+
+#[derive(Clone)]
+enum Repr {
+    Inline { len: u8, data: [u8; Bytes::INLINE] },
+    Heap(Box<[u8]>),
+}
+
+impl Bytes {
+    /// The most bytes held in place (the rest of the record's payload slot).
+    pub const INLINE: usize = 22;
+}
+
+impl std::ops::Deref for Bytes {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        match &self.0 {
+            Repr::Inline { len, data } => &data[..usize::from(*len)],
+            Repr::Heap(b) => b,
+        }
+    }
+}
+
+impl From<&[u8]> for Bytes {
+    fn from(b: &[u8]) -> Self {
+        if b.len() <= Bytes::INLINE {
+            let mut data = [0; Bytes::INLINE];
+            data[..b.len()].copy_from_slice(b);
+            Bytes(Repr::Inline {
+                len: b.len() as u8,
+                data,
+            })
+        } else {
+            Bytes(Repr::Heap(b.into()))
+        }
+    }
+}
+
+impl From<Vec<u8>> for Bytes {
+    fn from(v: Vec<u8>) -> Self {
+        if v.len() <= Bytes::INLINE {
+            Bytes::from(v.as_slice())
+        } else {
+            Bytes(Repr::Heap(v.into_boxed_slice()))
+        }
+    }
+}
+
+impl From<Box<[u8]>> for Bytes {
+    fn from(b: Box<[u8]>) -> Self {
+        Bytes(Repr::Heap(b))
+    }
+}
+
+impl PartialEq for Bytes {
+    fn eq(&self, other: &Self) -> bool {
+        **self == **other
+    }
+}
+
+impl Eq for Bytes {}
+
+impl fmt::Debug for Bytes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&**self, f)
     }
 }
 
@@ -152,4 +226,33 @@ static NEXT_SEQUENCE: AtomicU64 = AtomicU64::new(1);
 /// The next record sequence number (process-wide, starting at 1).
 pub(crate) fn next_sequence() -> u64 {
     NEXT_SEQUENCE.fetch_add(1, Ordering::Relaxed)
+}
+
+#[cfg(test)]
+mod bytes_tests {
+    use super::*;
+
+    #[test]
+    fn bytes_are_the_same_held_in_place_or_on_the_heap() {
+        for len in [
+            0,
+            1,
+            Bytes::INLINE - 1,
+            Bytes::INLINE,
+            Bytes::INLINE + 1,
+            1000,
+        ] {
+            let data: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+            let from_slice = Bytes::from(data.as_slice());
+            let from_vec = Bytes::from(data.clone());
+            assert_eq!(&*from_slice, data.as_slice());
+            assert_eq!(from_slice, from_vec);
+            assert_eq!(
+                Payload::from(data.as_slice()).bytes(),
+                Some(data.as_slice())
+            );
+            let inline = matches!(from_slice.0, Repr::Inline { .. });
+            assert_eq!(inline, len <= Bytes::INLINE, "len {len}");
+        }
+    }
 }

@@ -107,10 +107,10 @@ impl Splitter {
         if self.text {
             match String::from_utf8(bytes) {
                 Ok(s) => Payload::Text(s.into_boxed_str()),
-                Err(e) => Payload::Bytes(e.into_bytes().into_boxed_slice()),
+                Err(e) => Payload::Bytes(e.into_bytes().into()),
             }
         } else {
-            Payload::Bytes(bytes.into_boxed_slice())
+            Payload::Bytes(bytes.into())
         }
     }
 }
