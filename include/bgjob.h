@@ -57,12 +57,6 @@
 #define BGJOB_WAIT_FORCE 256
 
 /**
- * The longest line kept in one record (1 MiB): a program that writes without newlines
- * cannot make a job hold unbounded memory before its first record.
- */
-#define MAX_LINE (1 << 20)
-
-/**
  * The context of a running job's work, handed to its work function. Valid only until the
  * work function returns; it may be used from threads of the work's own meanwhile.
  */

@@ -93,8 +93,9 @@ struct StateCell {
     info: JobStateInfo,
     /// The last state whose callbacks have all returned: what waits look at.
     delivered: JobState,
-    begin: Option<SystemTime>,
-    end: Option<SystemTime>,
+    /// Nanoseconds since the Unix epoch (see `Stamp`): 8 bytes each instead of 16.
+    begin: Stamp,
+    end: Stamp,
     /// Changes stored but not yet dispatched: (new, previous).
     pending: Pending,
     dispatching: bool,
@@ -148,6 +149,29 @@ pub(crate) fn spin_until(done: impl Fn() -> bool) -> bool {
         if start.elapsed() >= SPIN_FOR {
             return false;
         }
+    }
+}
+
+/// A moment as nanoseconds since the Unix epoch, 0 for none: half an `Option<SystemTime>`.
+#[derive(Clone, Copy)]
+struct Stamp(u64);
+
+impl Stamp {
+    const NONE: Stamp = Stamp(0);
+
+    fn of(t: SystemTime) -> Stamp {
+        let ns = t
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
+        Stamp(ns.max(1))
+    }
+
+    fn is_none(self) -> bool {
+        self.0 == 0
+    }
+
+    fn get(self) -> Option<SystemTime> {
+        (self.0 != 0).then(|| std::time::UNIX_EPOCH + Duration::from_nanos(self.0))
     }
 }
 
@@ -236,12 +260,12 @@ pub struct Job {
     instance_id: Uuid,
     /// Set at creation, or `Job<id>` made on first use (most jobs are never asked).
     name: OnceLock<Box<str>>,
-    command: String,
+    command: Box<str>,
     type_name: Cow<'static, str>,
     location: Cow<'static, str>,
     parent: Weak<Job>,
     parent_id: JobId,
-    children: Vec<Arc<Job>>,
+    children: Box<[Arc<Job>]>,
     /// Made as a parent (its state follows its children), even if it has none.
     container: bool,
     state: Mutex<StateCell>,
@@ -315,18 +339,18 @@ impl Job {
             name: init
                 .name
                 .map_or_else(OnceLock::new, |n| OnceLock::from(n.into_boxed_str())),
-            command: init.command,
+            command: init.command.into_boxed_str(),
             type_name: init.type_name,
             location: init.location,
             parent: parent.0,
             parent_id: parent.1,
             container: !children.is_empty(),
-            children,
+            children: children.into_boxed_slice(),
             state: Mutex::new(StateCell {
                 info: JobStateInfo::new(JobState::NotStarted),
                 delivered: JobState::NotStarted,
-                begin: None,
-                end: None,
+                begin: Stamp::NONE,
+                end: Stamp::NONE,
                 pending: Pending::default(),
                 dispatching: false,
                 waiters: Vec::new(),
@@ -450,12 +474,12 @@ impl Job {
 
     /// When the job first ran, if it has.
     pub fn begin_time(&self) -> Option<SystemTime> {
-        lock(&self.state).begin
+        lock(&self.state).begin.get()
     }
 
     /// When the job finished, if it has.
     pub fn end_time(&self) -> Option<SystemTime> {
-        lock(&self.state).end
+        lock(&self.state).end.get()
     }
 
     /// Changes the job's details, making them first if needed.
@@ -598,10 +622,10 @@ impl Job {
         cell.info = JobStateInfo { state: new, reason };
         let now = SystemTime::now();
         if new == JobState::Running && cell.begin.is_none() {
-            cell.begin = Some(now);
+            cell.begin = Stamp::of(now);
         }
         if new.is_finished() {
-            cell.end = Some(now);
+            cell.end = Stamp::of(now);
             let mut q = lock(&self.records);
             q.closed = true;
             // Readers count themselves under this lock.
@@ -1553,6 +1577,6 @@ mod size {
     #[test]
     fn a_job_record_stays_small() {
         let size = std::mem::size_of::<super::Job>();
-        assert!(size <= 520, "Job is {size} bytes");
+        assert!(size <= 488, "Job is {size} bytes");
     }
 }

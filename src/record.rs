@@ -114,7 +114,7 @@ impl From<String> for Payload {
     }
 }
 
-/// The bytes of a record: up to [`Bytes::INLINE`] of them held in place, more on the
+/// The bytes of a record: up to 22 of them held in place, more on the
 /// heap. Most records are short lines; holding them in place saves an allocation when
 /// written and a free — often on another thread, which glibc's allocator makes slow —
 /// when received. Dereferences to `[u8]`.
@@ -129,7 +129,7 @@ enum Repr {
 
 impl Bytes {
     /// The most bytes held in place (the rest of the record's payload slot).
-    pub const INLINE: usize = 22;
+    pub(crate) const INLINE: usize = 22;
 }
 
 impl std::ops::Deref for Bytes {
