@@ -124,34 +124,6 @@ impl StateCell {
 /// `Job::settled` when the job has no settled state (a change is queued or in delivery).
 const UNSETTLED: u8 = u8::MAX;
 
-/// How long a waiter watches for its condition before it sleeps.
-const SPIN_FOR: Duration = Duration::from_micros(20);
-
-/// Watches `done` for up to `SPIN_FOR` (only with more than one core: on one, the thread
-/// that would make it true cannot run meanwhile); true as soon as it holds.
-pub(crate) fn spin_until(done: impl Fn() -> bool) -> bool {
-    static CORES: OnceLock<usize> = OnceLock::new();
-    if done() {
-        return true;
-    }
-    let cores = *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    if cores < 2 {
-        return false;
-    }
-    let start = Instant::now();
-    loop {
-        for _ in 0..16 {
-            std::hint::spin_loop();
-        }
-        if done() {
-            return true;
-        }
-        if start.elapsed() >= SPIN_FOR {
-            return false;
-        }
-    }
-}
-
 /// A moment as nanoseconds since the Unix epoch, 0 for none: half an `Option<SystemTime>`.
 #[derive(Clone, Copy)]
 struct Stamp(u64);

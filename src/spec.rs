@@ -150,8 +150,19 @@ pub fn run_inline(spec: JobSpec) -> Arc<Job> {
 
 /// Adds a new job to the repository and runs it on this thread (see [`run_inline`]).
 pub(crate) fn run_here(job: Arc<Job>) -> Arc<Job> {
-    repository().add(&job);
-    worker::run_job(&job, None);
+    start_here(&job);
+    wait_finished(job)
+}
+
+/// Adds a new job to the repository and runs its work on this thread; returns when the
+/// work does (a process job's work returns once its process runs).
+pub(crate) fn start_here(job: &Arc<Job>) {
+    repository().add(job);
+    worker::run_job(job, None);
+}
+
+/// Returns `job` once it is finished and the callbacks of that change have run.
+pub(crate) fn wait_finished(job: Arc<Job>) -> Arc<Job> {
     // The finished change may be dispatched by another thread (one that asked a stop):
     // return only once its callbacks ran, as a wait would.
     if !job.wait_until(Some(Instant::now()), JobState::is_finished) {

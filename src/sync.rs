@@ -4,7 +4,7 @@
 use std::sync::{
     Condvar, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard,
 };
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// Locks `m`. No user code runs under bgjob's locks, so poisoning can only mean a bug of
 /// ours panicked mid-update of plain data; carrying on beats poisoning every caller.
@@ -55,5 +55,33 @@ pub(crate) fn wait_until<'a, T>(
             return (guard, false);
         }
         guard = wait_step(cond, guard, deadline);
+    }
+}
+
+/// How long a waiter watches for its condition before it sleeps.
+const SPIN_FOR: Duration = Duration::from_micros(20);
+
+/// Watches `done` for up to `SPIN_FOR` (only with more than one core: on one, the thread
+/// that would make it true cannot run meanwhile); true as soon as it holds.
+pub(crate) fn spin_until(done: impl Fn() -> bool) -> bool {
+    static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    if done() {
+        return true;
+    }
+    let cores = *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    if cores < 2 {
+        return false;
+    }
+    let start = Instant::now();
+    loop {
+        for _ in 0..16 {
+            std::hint::spin_loop();
+        }
+        if done() {
+            return true;
+        }
+        if start.elapsed() >= SPIN_FOR {
+            return false;
+        }
     }
 }

@@ -72,10 +72,10 @@ fn wait_jobs_until(
     // A wait for one job (a round trip) watches it for a few microseconds first: it is
     // usually done by then, and sleeping costs two context switches. A wait for many
     // does not: its jobs need the cores more than the waiter does.
-    if let [job] = jobs {
-        if !poll && !job.is_done_by(until) {
-            crate::job::spin_until(|| job.is_done_by(until));
-        }
+    if let [job] = jobs
+        && !poll
+    {
+        crate::sync::spin_until(|| job.is_done_by(until));
     }
     let satisfied = match mode {
         // Only a wait that will block lends the worker to its pool.

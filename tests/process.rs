@@ -8,20 +8,13 @@ use bgjob::{
     Error, Job, JobState, OutputMode, Payload, Pool, ProcessJobSpec, ReceiveOptions, Stream,
     remove_job, repository, stop_job,
 };
-use common::{LONG, by_name, take_all, unique, wait_all};
+use common::{LONG, by_name, finish, unique, wait_all, wait_for_state};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 fn sh(script: &str) -> ProcessJobSpec {
     ProcessJobSpec::new(["sh", "-c", script]).name(unique("proc"))
-}
-
-fn finish(job: &Arc<Job>) -> Vec<String> {
-    wait_all(std::slice::from_ref(job));
-    let out = take_all(job);
-    remove_job(job.id(), false).unwrap();
-    out
 }
 
 fn records(job: &Arc<Job>) -> Vec<(Stream, String)> {
@@ -284,36 +277,10 @@ fn environment_is_inherited_added_to_and_replaced() {
 #[test]
 fn stop_ends_a_sleeping_process_with_sigterm() {
     let job = ProcessJobSpec::new(["sleep", "600"]).start().unwrap();
-    job.wait_for_state_for_test(JobState::Running);
+    wait_for_state(&job, JobState::Running);
     stop_job(&job, Some(LONG)).unwrap();
     assert_eq!(job.state(), JobState::Stopped);
     finish(&job);
-}
-
-/// What the helper trait adds: waiting for a job to reach a state through a callback.
-trait WaitState {
-    fn wait_for_state_for_test(&self, state: JobState);
-}
-
-impl WaitState for Arc<Job> {
-    fn wait_for_state_for_test(&self, state: JobState) {
-        let deadline = Instant::now() + LONG;
-        let (tx, rx) = std::sync::mpsc::channel();
-        let tx = Mutex::new(tx);
-        let reg = self.on_state_changed(Box::new(move |e| {
-            let _ = tx.lock().unwrap().send(e.state_info.state);
-        }));
-        if self.state() != state {
-            loop {
-                let left = deadline.saturating_duration_since(Instant::now());
-                let s = rx.recv_timeout(left).expect("the state never came");
-                if s == state {
-                    break;
-                }
-            }
-        }
-        self.unregister(reg);
-    }
 }
 
 #[test]
@@ -427,7 +394,7 @@ fn pool_shutdown_stops_its_running_processes() {
         .pool(&pool)
         .start()
         .unwrap();
-    job.wait_for_state_for_test(JobState::Running);
+    wait_for_state(&job, JobState::Running);
     pool.shutdown(Some(LONG)).unwrap();
     assert_eq!(job.state(), JobState::Stopped);
     finish(&job);
@@ -436,7 +403,7 @@ fn pool_shutdown_stops_its_running_processes() {
 #[test]
 fn suspend_is_refused_with_a_reason() {
     let job = ProcessJobSpec::new(["sleep", "600"]).start().unwrap();
-    job.wait_for_state_for_test(JobState::Running);
+    wait_for_state(&job, JobState::Running);
     let err = job.suspend().unwrap_err();
     assert!(err.to_string().contains("cannot be suspended"), "{err}");
     stop_job(&job, Some(LONG)).unwrap();
@@ -487,7 +454,7 @@ fn an_inline_run_returns_the_finished_job() {
 #[test]
 fn a_forced_remove_of_a_running_process_job_stops_it() {
     let job = ProcessJobSpec::new(["sleep", "600"]).start().unwrap();
-    job.wait_for_state_for_test(JobState::Running);
+    wait_for_state(&job, JobState::Running);
     remove_job(job.id(), true).unwrap();
     assert!(job.state().is_finished());
 }

@@ -5,7 +5,7 @@
 mod common;
 
 use bgjob::{JobState, ProcessJobSpec, remove_job, stop_job};
-use common::{LONG, take_all, unique, wait_all};
+use common::{LONG, finish, take_all, unique, wait_all};
 use std::collections::HashSet;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -18,13 +18,6 @@ fn exclusive() -> std::sync::MutexGuard<'static, ()> {
 
 fn sh(script: &str) -> ProcessJobSpec {
     ProcessJobSpec::new(["sh", "-c", script]).name(unique("scale"))
-}
-
-fn finish(job: &std::sync::Arc<bgjob::Job>) -> Vec<String> {
-    wait_all(std::slice::from_ref(job));
-    let out = take_all(job);
-    remove_job(job.id(), false).unwrap();
-    out
 }
 
 fn threads() -> usize {

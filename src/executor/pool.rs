@@ -452,7 +452,7 @@ impl PoolInner {
             } else {
                 // A job that comes within microseconds (the next of a sequence of round
                 // trips) is taken without parking: being woken costs more than watching.
-                crate::job::spin_until(|| !self.rx.is_empty());
+                crate::sync::spin_until(|| !self.rx.is_empty());
                 self.rx.recv().ok()
             };
             let Some(Msg::Run(job)) = next else {

@@ -143,8 +143,17 @@ impl ProcessJobSpec {
     /// ended, its records are readable and the callbacks of its finished state have run.
     /// The same checks as [`start`](Self::start) apply first.
     pub fn run_inline(self) -> Result<Arc<Job>> {
+        Ok(crate::spec::wait_finished(self.start_here()?))
+    }
+
+    /// The first half of [`run_inline`](Self::run_inline): starts the process on this
+    /// thread (no pool, so no throttle) and returns the job as soon as the process runs —
+    /// or has failed to start. For a caller that waits in its own way, e.g. one that must
+    /// notice signals meanwhile.
+    pub fn start_here(self) -> Result<Arc<Job>> {
         let (job, _pool) = self.into_job()?;
-        Ok(crate::spec::run_here(job))
+        crate::spec::start_here(&job);
+        Ok(job)
     }
 
     /// The job this spec describes, not yet started; errors for a spec that cannot start.

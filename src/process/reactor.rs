@@ -372,6 +372,9 @@ struct State {
     live: usize,
     /// Entries without a pidfd, checked every `REAP_TICK`.
     polled: usize,
+    /// Entries whose SIGKILL is due later. With neither these nor polled entries, no
+    /// wake-up has to look at every entry.
+    armed: usize,
     was_busy: bool,
     buf: Vec<u8>,
 }
@@ -381,9 +384,11 @@ impl State {
     fn timeout(&self, now: Instant, idle_since: Instant) -> i32 {
         let mut next: Option<Duration> = None;
         let mut consider = |d: Duration| next = Some(next.map_or(d, |n| n.min(d)));
-        for e in self.slots.iter().flatten() {
-            if let (Some(at), false) = (e.kill_at, e.killed) {
-                consider(at.saturating_duration_since(now));
+        if self.armed > 0 {
+            for e in self.slots.iter().flatten() {
+                if let (Some(at), false) = (e.kill_at, e.killed) {
+                    consider(at.saturating_duration_since(now));
+                }
             }
         }
         if self.polled > 0 {
@@ -502,10 +507,14 @@ impl State {
             // A stopped (SIGSTOP) process handles SIGTERM only once it continues.
             signal_group(e.pid, libc::SIGCONT);
             e.kill_at = Some(Instant::now() + e.grace);
+            self.armed += 1;
         }
     }
 
     fn timers(&mut self, r: &Reactor, now: Instant) {
+        if self.armed == 0 && self.polled == 0 {
+            return;
+        }
         for slot in 0..self.slots.len() {
             let Some(e) = self.slots[slot].as_mut() else {
                 continue;
@@ -514,6 +523,7 @@ impl State {
                 if at <= now {
                     signal_group(e.pid, libc::SIGKILL);
                     e.killed = true;
+                    self.armed -= 1;
                 }
             }
             if e.pidfd.is_none() {
@@ -608,6 +618,9 @@ impl State {
         if e.pidfd.is_none() {
             self.polled -= 1;
         }
+        if e.kill_at.is_some() && !e.killed {
+            self.armed -= 1;
+        }
         let job = e.completion.job().clone();
         self.by_job.remove(&job.id());
         if kill {
@@ -622,10 +635,7 @@ impl State {
             // still holding it open cannot keep the job waiting.
             if !read_pipe(pipe, &job, &mut self.buf, DRAIN_LIMIT) {
                 if let Some(p) = pipe.as_mut() {
-                    let stream = p.stream;
-                    p.split.finish(&mut |payload| {
-                        let _ = job.write(stream, payload);
-                    });
+                    p.split.finish(&mut writer(&job, p.stream));
                 }
             }
             close_pipe(r, pipe);
@@ -663,16 +673,21 @@ fn raw(p: &Option<Pipe>) -> RawFd {
 
 /// Reads up to `limit` bytes from `pipe` into records of `job`. True at end of file (or
 /// on an error that ends the pipe); false when it would block or the limit was reached.
+/// Writes each payload it is given as a record of `job` on `stream`.
+fn writer(job: &Arc<Job>, stream: Stream) -> impl FnMut(crate::record::Payload) + '_ {
+    move |payload| {
+        // Fails only once the job was removed: then nobody can read the record anyway.
+        let _ = job.write(stream, payload);
+    }
+}
+
 fn read_pipe(pipe: &mut Option<Pipe>, job: &Arc<Job>, buf: &mut Vec<u8>, limit: usize) -> bool {
     let Some(p) = pipe.as_mut() else {
         return false;
     };
     buf.resize(READ_CHUNK, 0);
     let mut total = 0;
-    let mut emit = |payload| {
-        // Fails only once the job was removed: then nobody can read the record anyway.
-        let _ = job.write(p.stream, payload);
-    };
+    let mut emit = writer(job, p.stream);
     loop {
         // SAFETY: reading into our own buffer of `buf.len()` bytes.
         let n = unsafe { libc::read(p.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };

@@ -61,6 +61,32 @@ pub fn take_all(job: &Arc<Job>) -> Vec<String> {
     texts(&job.receive(ReceiveOptions::default()).unwrap())
 }
 
+/// Waits for the job to be done, then takes its records' text and removes it.
+pub fn finish(job: &Arc<Job>) -> Vec<String> {
+    wait_all(std::slice::from_ref(job));
+    let out = take_all(job);
+    remove_job(job.id(), false).unwrap();
+    out
+}
+
+/// Blocks until the job is in `state` (told by a state-change callback; fails the test
+/// after `LONG`).
+pub fn wait_for_state(job: &Arc<Job>, state: JobState) {
+    let (tx, rx) = mpsc::channel();
+    let tx = Mutex::new(tx);
+    let reg = job.on_state_changed(Box::new(move |e| {
+        let _ = tx.lock().unwrap().send(e.state_info.state);
+    }));
+    let deadline = Instant::now() + LONG;
+    while job.state() != state {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if rx.recv_timeout(left).expect("the state never came") == state {
+            break;
+        }
+    }
+    job.unregister(reg);
+}
+
 /// Polls `cond` until it holds or `LONG` passes; false if it never held.
 pub fn eventually(mut cond: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + LONG;

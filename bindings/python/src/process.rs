@@ -3,7 +3,6 @@
 //! checks them (`TypeError` for a wrong type, `ValueError` for a wrong value), before the
 //! core sees them.
 
-use crate::blocking::sliced;
 use crate::errors::os_error;
 use crate::job::{JobHandle, state_callback};
 use crate::pool::Pool;
@@ -12,8 +11,6 @@ use pyo3::prelude::*;
 use pyo3::types::{PyAny, PyByteArray, PyBytes, PyMapping, PyString};
 use std::ffi::OsString;
 use std::os::unix::ffi::OsStringExt;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 /// `obj` (str, bytes or os.PathLike) as the OS sees it, encoded as `os.fsencode` does;
@@ -152,7 +149,7 @@ struct Args<'py> {
     cwd: Option<Bound<'py, PyAny>>,
 }
 
-/// Builds the spec; `callbacks` are registered first, then `on_state_changed`.
+/// Builds the spec, with `on_state_changed` registered before the job can change state.
 #[allow(clippy::too_many_arguments)]
 fn process_spec<'py>(
     func: &str,
@@ -165,7 +162,6 @@ fn process_spec<'py>(
     text: bool,
     chunks: bool,
     stop_grace: Option<f64>,
-    callbacks: Vec<bgjob::StateCallback>,
     on_state_changed: Option<Py<PyAny>>,
 ) -> PyResult<Args<'py>> {
     let mut spec = bgjob::ProcessJobSpec::new(argv_arg(func, argv)?);
@@ -199,9 +195,6 @@ fn process_spec<'py>(
     } else {
         bgjob::OutputMode::Lines
     });
-    for cb in callbacks {
-        spec = spec.on_state_changed_boxed(cb);
-    }
     if let Some(cb) = on_state_changed {
         spec = spec.on_state_changed_boxed(state_callback(cb));
     }
@@ -276,7 +269,6 @@ pub(crate) fn start_process_job(
         text,
         chunks,
         stop_grace,
-        Vec::new(),
         on_state_changed,
     )?;
     if let Some(p) = &pool {
@@ -314,12 +306,6 @@ pub(crate) fn run_process_job(
     stop_grace: Option<f64>,
     on_state_changed: Option<Py<PyAny>>,
 ) -> PyResult<JobHandle> {
-    // The job's id, known from its first state change: what an interrupt stops.
-    let id = Arc::new(AtomicU64::new(0));
-    let seen = id.clone();
-    let record_id: bgjob::StateCallback = Box::new(move |e: &bgjob::StateChangedEvent| {
-        seen.store(e.job.id(), Ordering::Release);
-    });
     let Args { spec, cwd } = process_spec(
         "run_process_job",
         argv,
@@ -331,68 +317,22 @@ pub(crate) fn run_process_job(
         text,
         chunks,
         stop_grace,
-        vec![record_id],
         on_state_changed,
     )?;
-    // The core's inline run blocks without a deadline until the process has ended: it
-    // runs on a helper thread, while this one waits in slices, so that signals are
-    // checked (the process is started there; the job's records and state are the same).
-    let (tx, rx) = std::sync::mpsc::channel();
-    let helper = std::thread::Builder::new()
-        .name("bgjob-run-process".into())
-        .spawn(move || {
-            // Fails only if the waiting side is gone, and then nobody needs the answer.
-            let _ = tx.send(spec.run_inline());
-        })
-        .map_err(|e| {
-            crate::errors::InternalError::new_err(format!(
-                "cannot start a thread to run the process job on: {e}"
-            ))
-        })?;
-    let rx = std::sync::Mutex::new(rx);
-    let answer = |timeout: Duration| {
-        let rx = rx.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        rx.recv_timeout(timeout)
-    };
-    let waited = sliced(py, None, |slice| match answer(slice) {
-        Ok(run) => Ok(Some(run)),
-        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => Ok(None),
-        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => Err(bgjob::Error::Panic(
-            "the thread running the process job ended without an answer".into(),
-        )),
-    });
-    match waited {
-        Ok(Some(run)) => {
-            // It has sent its answer: it is ending.
-            py.detach(|| helper.join()).ok();
-            match run {
-                Ok(job) => Ok(JobHandle(job)),
-                Err(e) => Err(start_error(py, e, cwd.as_ref())),
-            }
-        }
-        Ok(None) => Err(crate::errors::InternalError::new_err(
-            "an inline run without a timeout ended without an answer",
-        )),
+    // The process starts on this thread, which then waits in slices (signals are checked
+    // between them) instead of inside the core's inline run, which has no deadline.
+    let job = py
+        .detach(|| spec.start_here())
+        .map_err(|e| start_error(py, e, cwd.as_ref()))?;
+    match crate::job::wait_done_with(py, &job, None, true) {
+        Ok(_) => Ok(JobHandle(job)),
         Err(interrupt) => {
-            // Stop the job (once its id is known), wait until the run is over, then let the
-            // interrupt out: the job ends Stopped, not left running behind the exception.
+            // Stop the job and wait until it has ended, then let the interrupt out: the
+            // job ends Stopped, not left running behind the exception.
             py.detach(|| {
-                let mut stopped = false;
-                loop {
-                    match answer(Duration::from_millis(20)) {
-                        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
-                        _ => break,
-                    }
-                    let known = id.load(Ordering::Acquire);
-                    if !stopped
-                        && known != 0
-                        && let Ok(job) = bgjob::get_job(known)
-                    {
-                        job.request_stop();
-                        stopped = true;
-                    }
-                }
-                let _ = helper.join();
+                job.request_stop();
+                let _ =
+                    bgjob::wait_jobs_forced(std::slice::from_ref(&job), bgjob::WaitMode::All, None);
             });
             Err(interrupt)
         }
