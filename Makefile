@@ -2,6 +2,7 @@
 #
 #   make demo      build everything and run the demo (a C and a Python program)
 #   make test      build everything and run every test (Rust, C, C++ header check)
+#   make header    regenerate include/bgjob.h after a change to the C ABI (then commit it)
 #   make sanitize  run the C tests under valgrind memcheck (leaks and errors are fatal)
 #   make bench     run the benchmarks (benches/README.md): one table, bgjob against its peers
 
@@ -21,7 +22,7 @@ C_TESTS  := $(patsubst tests/c/%.c,$(BUILD)/c/%,$(wildcard tests/c/test_*.c))
 # Per-program time limit: a hang is a failure, never a stuck CI.
 RUN      := timeout 300
 
-.PHONY: all build python test-python test test-suites test-rust test-c test-cpp test-readme test-readme-python demo sanitize bench bench-deps clean
+.PHONY: all build header python test-python test test-suites test-rust test-c test-cpp test-readme test-readme-python demo sanitize bench bench-deps clean
 
 all: build
 
@@ -29,6 +30,11 @@ build:
 	$(CARGO) build --$(PROFILE) --lib
 
 $(SO) $(HEADER): build
+
+# Rewrites the committed include/bgjob.h from the sources (a plain build leaves it alone, so
+# the header test in `make test` catches a header nobody regenerated).
+header:
+	BGJOB_UPDATE_HEADER=1 $(CARGO) build --$(PROFILE) --lib
 
 $(BUILD)/c/%: tests/c/%.c $(wildcard tests/c/*.h) $(HEADER) | build
 	@mkdir -p $(dir $@)
@@ -74,8 +80,10 @@ python: $(VENV)/.ready
 	VIRTUAL_ENV=$(abspath $(VENV)) PATH=$(abspath $(VENV))/bin:$$PATH \
 	  maturin develop --release -m bindings/python/Cargo.toml
 
+# Each test has its own time limit (pytest-timeout, in pyproject.toml), which names a hung
+# test; the outer limit only guards against a hang outside any test.
 test-python: python
-	cd bindings/python && $(RUN) $(VPY) -m pytest -q -p no:cacheprovider
+	cd bindings/python && timeout 1800 $(VPY) -m pytest -q -rfE -p no:cacheprovider
 	cd bindings/python && $(VPY) -m mypy.stubtest bgjob
 
 # The README's C example must compile as written and print what it says.

@@ -161,7 +161,23 @@ mod tests {
             assert_eq!(JobState::from_u32(i as u32), Some(*s));
         }
         assert_eq!(JobState::from_u32(11), None);
-        assert_eq!(JobState::AtBreakpoint as u32, 10);
+        // Pinned literally, so a reordering of the enum (and of `ALL`) cannot pass.
+        let powershell = [
+            (JobState::NotStarted, 0),
+            (JobState::Running, 1),
+            (JobState::Completed, 2),
+            (JobState::Failed, 3),
+            (JobState::Stopped, 4),
+            (JobState::Blocked, 5),
+            (JobState::Suspended, 6),
+            (JobState::Disconnected, 7),
+            (JobState::Suspending, 8),
+            (JobState::Stopping, 9),
+            (JobState::AtBreakpoint, 10),
+        ];
+        for (state, number) in powershell {
+            assert_eq!(state as u32, number, "{state}");
+        }
     }
 
     #[test]

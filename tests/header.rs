@@ -13,7 +13,7 @@ fn committed_header_is_what_cbindgen_generates() {
     let committed = std::fs::read(dir.join("include/bgjob.h")).expect("include/bgjob.h exists");
     assert!(
         fresh == committed,
-        "include/bgjob.h is stale: run `cargo build` (outside CI) and commit the header"
+        "include/bgjob.h is stale: run `make header` and commit the header"
     );
 }
 

@@ -1,9 +1,12 @@
-/* The default pool's configuration: BGJOB_THREADS and BGJOB_THROTTLE from the environment,
- * bgjob_configure_default_pool winning over them before first use, and refused after.
- * Configuration is per process, so the second case runs this program again as a child. */
+/* The default pool's configuration: one worker per core and no throttle unless told,
+ * BGJOB_THREADS and BGJOB_THROTTLE from the environment, bgjob_configure_default_pool
+ * winning over them before first use, and refused after. Configuration is per process, so
+ * some cases run this program again as a child. */
+#define _GNU_SOURCE /* sched_getaffinity */
 #include "util.h"
 
 #include <dirent.h>
+#include <sched.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -63,15 +66,10 @@ static void test_configure_after_first_use_is_refused(void) {
     CHECK(strlen(bgjob_last_error_message()) > 0);
 }
 
+static void run_child(const char *self, const char *mode);
+
 static void test_configure_before_first_use_wins(const char *self) {
-    pid_t pid = fork();
-    if (pid == 0) {
-        execl(self, self, "configured", (char *)NULL);
-        _exit(127);
-    }
-    int status = 0;
-    CHECK(pid > 0 && waitpid(pid, &status, 0) == pid);
-    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    run_child(self, "configured");
 }
 
 /* The child: the environment says throttle 1, the configuration says 2 threads, throttle 2. */
@@ -81,7 +79,45 @@ static void test_configured_child(void) {
     check_running(4, 2);
 }
 
+/* The child: no environment, no configuration: one worker per core the process may run
+ * on (its CPU affinity), and no throttle beyond the threads. */
+static void test_per_core_child(void) {
+    cpu_set_t cpus;
+    CHECK(sched_getaffinity(0, sizeof cpus, &cpus) == 0);
+    int cores = CPU_COUNT(&cpus);
+    int before = thread_count();
+    uint64_t id = start_job(NULL, work_write_two, NULL, NULL, NULL);
+    CHECK_OK(bgjob_wait(&id, 1, BGJOB_WAIT_ALL, 20000, NULL, NULL));
+    CHECK(thread_count() == before + cores);
+    CHECK_OK(bgjob_remove(id, false));
+    if (cores <= 4) check_running(cores, cores); /* all run at once: no throttle */
+}
+
+static void run_child(const char *self, const char *mode) {
+    pid_t pid = fork();
+    if (pid == 0) {
+        if (strcmp(mode, "per-core") == 0) {
+            unsetenv("BGJOB_THREADS");
+            unsetenv("BGJOB_THROTTLE");
+        }
+        execl(self, self, mode, (char *)NULL);
+        _exit(127);
+    }
+    int status = 0;
+    CHECK(pid > 0 && waitpid(pid, &status, 0) == pid);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+}
+
+static void test_one_worker_per_core_by_default(const char *self) {
+    run_child(self, "per-core");
+}
+
 int main(int argc, char **argv) {
+    if (argc > 1 && strcmp(argv[1], "per-core") == 0) {
+        RUN_TEST(test_per_core_child);
+        CHECK_OK(bgjob_shutdown(BGJOB_INFINITE));
+        return check_failures ? 1 : 0;
+    }
     setenv("BGJOB_THREADS", "3", 1);
     setenv("BGJOB_THROTTLE", "1", 1);
     if (argc > 1 && strcmp(argv[1], "configured") == 0) {
@@ -99,5 +135,6 @@ int main(int argc, char **argv) {
     while (thread_count() != 1 && now_ms() < deadline) sleep_ms(1);
     CHECK(thread_count() == 1);
     RUN_TEST_ARG(test_configure_before_first_use_wins, argv[0]);
+    RUN_TEST_ARG(test_one_worker_per_core_by_default, argv[0]);
     return check_summary("test_default_pool");
 }

@@ -410,11 +410,20 @@ static void test_failures_are_failed_with_their_reason(void) {
 
 /* ----- remove and stop ----------------------------------------------------------------- */
 
+/* Records a job's last change: (previous state << 8) | new state. */
+static void last_change_cb(const bgjob_state_event *ev, void *user_data) {
+    atomic_store((atomic_uint *)user_data,
+                 (ev->previous_state_info.state << 8) | ev->state_info.state);
+}
+
 static void test_remove_running_needs_force(void) {
     probe p;
     probe_init(&p, 10000);
     uint64_t id = start_probe_job(NULL, work_coop, &p, g_pool);
     CHECK(wait_for_state(id, BGJOB_STATE_RUNNING, 5000));
+    atomic_uint last_change;
+    atomic_init(&last_change, 0);
+    CHECK_OK(bgjob_on_state_changed(id, last_change_cb, &last_change, NULL, NULL));
     CHECK_STATUS(bgjob_remove(id, false), BGJOB_E_NOT_FINISHED);
     CHECK(bgjob_last_error_message()[0] != '\0');
     CHECK(state_of(id) == BGJOB_STATE_RUNNING); /* it stays, and keeps running */
@@ -429,6 +438,8 @@ static void test_remove_running_needs_force(void) {
     double t0 = now_ms();
     CHECK_OK(bgjob_remove(id, true));
     CHECK(now_ms() - t0 < 5000);
+    /* Force stopped it (Stopping, then Stopped) before it was removed. */
+    CHECK(atomic_load(&last_change) == ((BGJOB_STATE_STOPPING << 8) | BGJOB_STATE_STOPPED));
     CHECK_STATUS(bgjob_get_state(id, &(bgjob_job_state){0}), BGJOB_E_NO_SUCH_JOB);
     CHECK(atomic_load(&p.runs) == 1);
     CHECK(atomic_load(&p.finalized) == 1);
