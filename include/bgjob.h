@@ -69,7 +69,8 @@ typedef struct bgjob_event_queue bgjob_event_queue;
 
 /**
  * Which jobs `bgjob_get_jobs` lists: built with the `bgjob_filter_*` setters; an empty
- * filter lists every top-level job.
+ * filter lists every top-level job. Every filter, a name filter too, leaves child jobs
+ * out unless `bgjob_filter_set_include_children` asks for them.
  */
 typedef struct bgjob_filter bgjob_filter;
 
@@ -1003,6 +1004,14 @@ void bgjob_filter_free(struct bgjob_filter *filter);
 /**
  * Only jobs whose name matches `pattern` (`*`, `?`, `[a-z]`; case-insensitive).
  *
+ * Like every filter it lists top-level jobs only. To find a child job by its name (a
+ * parallel job's child is named `Job<id>`; a custom job's child as given to
+ * `bgjob_spec_add_custom_child`), also call `bgjob_filter_set_include_children(filter,
+ * true)`: this is the C form of the lookup by name that finds children (Python's
+ * `get_job(name=...)`). Names are not unique, so the answer is a list; the lookups by id
+ * (`bgjob_get_job`) and by instance id (`bgjob_get_job_by_instance_id`) find children
+ * without a filter.
+ *
  * # Safety
  * `filter` is a live filter; `pattern` is NUL-terminated.
  */
@@ -1041,7 +1050,8 @@ bgjob_status bgjob_filter_set_has_more_data(struct bgjob_filter *filter, bool ha
 bgjob_status bgjob_filter_set_newest(struct bgjob_filter *filter, size_t count);
 
 /**
- * Whether child jobs are listed too (default: top-level jobs only).
+ * Whether child jobs are listed too (default: top-level jobs only). Needed to find a
+ * child by name (`bgjob_filter_set_name`), by state or by any other filter.
  *
  * # Safety
  * `filter` is a live filter.
@@ -1050,6 +1060,7 @@ bgjob_status bgjob_filter_set_include_children(struct bgjob_filter *filter, bool
 
 /**
  * Get-Job: the ids of the jobs matching `filter` (NULL = every top-level job), sorted.
+ * Child jobs are listed only with `bgjob_filter_set_include_children(filter, true)`.
  *
  * # Safety
  * `filter` is NULL or a live filter; `out_list` is writable.

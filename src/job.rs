@@ -681,10 +681,23 @@ impl Job {
         // order these locks are taken in): two children's dispatchers following at once
         // are serialized, so a stale look can never undo a newer one.
         let mut cell = lock(&self.state);
+        // "Running as soon as any child runs": a child that ran is one whose delivered
+        // state is past NotStarted, except a Stopped or Failed one, which may have ended
+        // while queued and never run: that one ran only if it has a begin time (set when it
+        // moved to Running, a change delivered before the one that ended it).
+        let mut started = false;
         let states: Vec<JobState> = self
             .children
             .iter()
-            .map(|c| lock(&c.state).delivered)
+            .map(|c| {
+                let child = lock(&c.state);
+                started |= match child.delivered {
+                    JobState::NotStarted => false,
+                    JobState::Stopped | JobState::Failed => !child.begin.is_none(),
+                    _ => true,
+                };
+                child.delivered
+            })
             .collect();
         let failure = self.children.iter().find_map(|c| {
             let info = c.state_info();
@@ -692,7 +705,7 @@ impl Job {
                 .then_some(info.reason)
                 .flatten()
         });
-        let Some(target) = aggregate(&states, cell.stop_asked) else {
+        let Some(target) = aggregate(&states, cell.stop_asked, started) else {
             return;
         };
         let current = cell.info.state;
@@ -1231,7 +1244,9 @@ fn merge_take(queues: &mut [&mut RecordQueue], max: usize, keep: bool) -> Vec<Re
 }
 
 /// The shortest sequence of legal moves from `from` to `to`: the states after `from`,
-/// ending with `to` (empty if they are equal); `None` if `to` cannot be reached.
+/// ending with `to` (empty if they are equal); `None` if `to` cannot be reached. It never
+/// passes through Disconnected or AtBreakpoint: those say something happened (a lost
+/// connection, a debugger) that did not, where Running → Stopping → Stopped does not.
 fn legal_path(from: JobState, to: JobState) -> Option<Vec<JobState>> {
     const N: usize = JobState::ALL.len();
     let mut prev: [Option<JobState>; N] = [None; N];
@@ -1250,7 +1265,8 @@ fn legal_path(from: JobState, to: JobState) -> Option<Vec<JobState>> {
             return Some(path);
         }
         for next in JobState::ALL {
-            if at.can_move_to(next) && !seen[next as usize] {
+            let detour = matches!(next, JobState::Disconnected | JobState::AtBreakpoint);
+            if at.can_move_to(next) && !seen[next as usize] && (next == to || !detour) {
                 seen[next as usize] = true;
                 prev[next as usize] = Some(at);
                 queue.push_back(next);
@@ -1261,8 +1277,12 @@ fn legal_path(from: JobState, to: JobState) -> Option<Vec<JobState>> {
 }
 
 /// The state a parent job's children call for (DESIGN §1 "Parent jobs"), or `None` while
-/// no child has started.
-pub(crate) fn aggregate(children: &[JobState], stop_asked: bool) -> Option<JobState> {
+/// no child has run (`started`: whether any ever did) and not all are finished.
+pub(crate) fn aggregate(
+    children: &[JobState],
+    stop_asked: bool,
+    started: bool,
+) -> Option<JobState> {
     use JobState::*;
     if children.iter().all(|s| s.is_finished()) {
         return Some(if children.contains(&Failed) {
@@ -1273,6 +1293,11 @@ pub(crate) fn aggregate(children: &[JobState], stop_asked: bool) -> Option<JobSt
             Completed
         });
     }
+    if !started {
+        // Children queued or ended while queued: nothing ran, so the parent stays
+        // NotStarted (a stop of it ends it NotStarted → Stopped, as a queued job's).
+        return None;
+    }
     if children.contains(&Blocked) {
         return Some(Blocked);
     }
@@ -1282,10 +1307,7 @@ pub(crate) fn aggregate(children: &[JobState], stop_asked: bool) -> Option<JobSt
     if stop_asked {
         return Some(Stopping);
     }
-    if children.iter().any(|s| *s != NotStarted) {
-        return Some(Running);
-    }
-    None
+    Some(Running)
 }
 
 #[cfg(test)]
@@ -1382,15 +1404,31 @@ mod tests {
     #[test]
     fn aggregation_follows_design() {
         use JobState::*;
-        assert_eq!(aggregate(&[NotStarted, NotStarted], false), None);
-        assert_eq!(aggregate(&[Running, NotStarted], false), Some(Running));
-        assert_eq!(aggregate(&[Running, Blocked], false), Some(Blocked));
-        assert_eq!(aggregate(&[Completed, Failed], false), Some(Failed));
-        assert_eq!(aggregate(&[Completed, Stopped], false), Some(Stopped));
-        assert_eq!(aggregate(&[Completed, Completed], true), Some(Stopped));
-        assert_eq!(aggregate(&[Completed, Completed], false), Some(Completed));
-        assert_eq!(aggregate(&[Suspended, Completed], false), Some(Suspended));
-        assert_eq!(aggregate(&[Running, Completed], true), Some(Stopping));
+        assert_eq!(aggregate(&[NotStarted, NotStarted], false, false), None);
+        assert_eq!(
+            aggregate(&[Running, NotStarted], false, true),
+            Some(Running)
+        );
+        assert_eq!(aggregate(&[Stopped, NotStarted], true, false), None);
+        assert_eq!(aggregate(&[Stopped, Stopped], true, false), Some(Stopped));
+        assert_eq!(aggregate(&[Running, Blocked], false, true), Some(Blocked));
+        assert_eq!(aggregate(&[Completed, Failed], false, true), Some(Failed));
+        assert_eq!(aggregate(&[Completed, Stopped], false, true), Some(Stopped));
+        assert_eq!(
+            aggregate(&[Completed, Completed], true, true),
+            Some(Stopped)
+        );
+        assert_eq!(
+            aggregate(&[Completed, Completed], false, true),
+            Some(Completed)
+        );
+        assert_eq!(
+            aggregate(&[Suspended, Completed], false, true),
+            Some(Suspended)
+        );
+        assert_eq!(legal_path(Running, Stopped), Some(vec![Stopping, Stopped]));
+        assert_eq!(legal_path(NotStarted, Stopped), Some(vec![Stopped]));
+        assert_eq!(aggregate(&[Running, Completed], true, true), Some(Stopping));
     }
 
     #[test]
@@ -1431,22 +1469,37 @@ mod tests {
         }
     }
 
-    /// What DESIGN §1 "Parent jobs" says the parent's state must be, written from its
-    /// prose rule by rule (not from `aggregate`), given the children's states, whether a
-    /// stop was asked of the parent, and the parent's state before the last move.
-    fn design_rule(children: &[JobState], stop_asked: bool, before: JobState) -> JobState {
+    /// DESIGN §1's finished parent, written from its prose (the oracle of the tests below,
+    /// not `aggregate`): "when every child is finished: Failed if any failed, else Stopped
+    /// if any stopped, else Completed; a stop asked of the parent itself ends it Stopped".
+    /// `None` while a child is not finished.
+    fn design_end(children: &[JobState], stop_asked: bool) -> Option<JobState> {
         use JobState::*;
-        let finished = |s: &JobState| s.is_finished();
-        if children.iter().all(finished) {
-            // "when every child is finished: Failed if any failed, else Stopped if any
-            // stopped, else Completed; a stop asked of the parent itself ends it Stopped"
-            return if children.contains(&Failed) {
+        children.iter().all(|s| s.is_finished()).then(|| {
+            if children.contains(&Failed) {
                 Failed
             } else if children.contains(&Stopped) || stop_asked {
                 Stopped
             } else {
                 Completed
-            };
+            }
+        })
+    }
+
+    /// What DESIGN §1 "Parent jobs" says the parent's state must be, written from its
+    /// prose rule by rule (not from `aggregate`), given the children's states, whether a
+    /// stop was asked of the parent, whether any child ever ran, and the parent's state
+    /// before the last move.
+    fn design_rule(
+        children: &[JobState],
+        stop_asked: bool,
+        started: bool,
+        before: JobState,
+    ) -> JobState {
+        use JobState::*;
+        let finished = |s: &JobState| s.is_finished();
+        if let Some(end) = design_end(children, stop_asked) {
+            return end;
         }
         // A parent asked to stop is Stopping until its children are finished (nothing but
         // a finished state follows Stopping), whatever they do meanwhile.
@@ -1461,8 +1514,9 @@ mod tests {
         if children.iter().all(|s| finished(s) || *s == Suspended) {
             return Suspended;
         }
-        // "Running as soon as any child runs" (Stopping once a stop of it was asked)
-        if children.iter().any(|s| *s != NotStarted) {
+        // "Running as soon as any child runs" (Stopping once a stop of it was asked); a
+        // child stopped or failed while queued never ran.
+        if started {
             return if stop_asked { Stopping } else { Running };
         }
         // No child has started: the parent has not either, unless a stop moved it on.
@@ -1482,6 +1536,7 @@ mod tests {
             let parent = Job::new_parent(init(None), (0..n).map(|_| init(None)).collect());
             let seen = recorder(&parent);
             let mut stop_asked = false;
+            let mut started = false;
             for step in 0..40 {
                 let children = parent.children();
                 let live: Vec<&Arc<Job>> = children
@@ -1505,12 +1560,13 @@ mod tests {
                     let to = targets[rng.below(targets.len())];
                     let reason = (to == Failed).then(|| Arc::from(format!("child {}", child.id())));
                     child.change_state(to, reason).unwrap();
+                    started |= to == Running;
                 }
                 let states: Vec<JobState> = children.iter().map(|c| c.state()).collect();
                 let want = if before.is_finished() {
                     before // nothing leaves a finished state
                 } else {
-                    design_rule(&states, stop_asked, before)
+                    design_rule(&states, stop_asked, started, before)
                 };
                 assert_eq!(
                     parent.state(),
@@ -1538,6 +1594,298 @@ mod tests {
             }
             assert_eq!(at, parent.state(), "seed {seed}: history {history:?}");
         }
+    }
+
+    // ----- exhaustive checks of the parent-state aggregation ------------------------------
+
+    /// Every combination of `n` child states (11^n of them).
+    fn all_combinations(n: usize) -> Vec<Vec<JobState>> {
+        let mut out = vec![Vec::new()];
+        for _ in 0..n {
+            out = out
+                .into_iter()
+                .flat_map(|c: Vec<JobState>| {
+                    JobState::ALL.into_iter().map(move |s| {
+                        let mut c = c.clone();
+                        c.push(s);
+                        c
+                    })
+                })
+                .collect();
+        }
+        out
+    }
+
+    /// What DESIGN §1 "Parent jobs" lets a parent's state be, from its children's states,
+    /// whether a stop was asked of the parent and whether any child ever ran (`started`),
+    /// written from the prose (not from `aggregate`). `None` in the answer: no state is
+    /// called for yet (the parent stays NotStarted). Several answers where the prose leaves
+    /// a choice.
+    fn design_parent_states(
+        children: &[JobState],
+        stop_asked: bool,
+        started: bool,
+    ) -> Vec<Option<JobState>> {
+        use JobState::*;
+        let finished = |s: &JobState| s.is_finished();
+        if let Some(end) = design_end(children, stop_asked) {
+            return vec![Some(end)];
+        }
+        // "Running as soon as any child runs": until one has, nothing is called for.
+        if !started {
+            return vec![None];
+        }
+        let blocked = children.contains(&Blocked);
+        let suspended = children.iter().all(|s| finished(s) || *s == Suspended);
+        if stop_asked {
+            // A parent asked to stop is Stopping (Running → Stopping → Stopped) until its
+            // children are finished. DESIGN ranks neither this nor "Blocked while any child
+            // is Blocked" / "Suspended when every child is Suspended or finished" above the
+            // other: a parent that is Blocked (Suspended) when the stop comes stays so until
+            // that child moves on; once Stopping it stays Stopping (no legal move leads back
+            // to Blocked or Suspended).
+            let mut v = vec![Some(Stopping)];
+            if blocked {
+                v.push(Some(Blocked));
+            } else if suspended {
+                v.push(Some(Suspended));
+            }
+            v
+        } else if blocked {
+            // "Blocked while any child is Blocked"
+            vec![Some(Blocked)]
+        } else if suspended {
+            // "Suspended when every child is Suspended or finished"
+            vec![Some(Suspended)]
+        } else {
+            vec![Some(Running)]
+        }
+    }
+
+    /// `aggregate` against DESIGN for every combination of the states of 1, 2 and 3
+    /// children, with and without a stop asked of the parent, with and without a child
+    /// having run. Combinations that cannot happen are skipped: "no child ran" with a
+    /// child whose state says it runs or ran (anything but NotStarted, Stopped, Failed).
+    #[test]
+    fn aggregate_follows_design_for_every_combination_of_up_to_three_children() {
+        use JobState::*;
+        let mut checked = 0;
+        let mut skipped = 0;
+        for n in 1..=3 {
+            for children in all_combinations(n) {
+                let must_have_run = children
+                    .iter()
+                    .any(|s| !matches!(s, NotStarted | Stopped | Failed));
+                let cannot_have_run = children.iter().all(|s| *s == NotStarted);
+                for stop_asked in [false, true] {
+                    for started in [false, true] {
+                        if (must_have_run && !started) || (cannot_have_run && started) {
+                            skipped += 1;
+                            continue;
+                        }
+                        let got = aggregate(&children, stop_asked, started);
+                        let allowed = design_parent_states(&children, stop_asked, started);
+                        assert!(
+                            allowed.contains(&got),
+                            "children {children:?}, stop asked {stop_asked}, started \
+                             {started}: aggregate gives {got:?}, DESIGN allows {allowed:?}"
+                        );
+                        checked += 1;
+                    }
+                }
+            }
+        }
+        // 4 × (11 + 121 + 1331) cases in all.
+        assert_eq!(checked + skipped, 4 * (11 + 121 + 1331));
+        assert!(checked > 2900, "only {checked} cases checked");
+    }
+
+    /// One step of the exploration: a legal move of one child (`change_state`, as a work or
+    /// a custom job's host makes it), or a stop asked of the parent.
+    #[derive(Clone, Copy, Debug)]
+    enum Step {
+        Child(usize, JobState),
+        StopParent,
+    }
+
+    /// A job's history as its callbacks saw it: (previous state, state) pairs, in order.
+    type History = Arc<StdMutex<Vec<(JobState, JobState)>>>;
+
+    /// A parent with `n` children, driven through `steps`: the parent, its history, and
+    /// which children ever ran (moved to Running).
+    fn replay(n: usize, steps: &[Step]) -> (Arc<Job>, History, Vec<bool>) {
+        let parent = Job::new_parent(init(None), (0..n).map(|_| init(None)).collect());
+        let seen = recorder(&parent);
+        let mut ran = vec![false; n];
+        for step in steps {
+            match *step {
+                Step::Child(i, to) => {
+                    let child = &parent.children()[i];
+                    let reason = (to == JobState::Failed).then(|| Arc::from(format!("child {i}")));
+                    child.change_state(to, reason).unwrap();
+                    ran[i] |= to == JobState::Running;
+                }
+                Step::StopParent => parent.request_stop(),
+            }
+        }
+        (parent, seen, ran)
+    }
+
+    /// DESIGN §1's parent state after one step, from the state before it, the children's
+    /// states after it, which children ever ran and whether a stop was asked of the parent
+    /// (written from the prose, not from `aggregate`). "Running as soon as any child runs"
+    /// counts only children that ran: one stopped (or failed) while queued never ran
+    /// (DESIGN: "stopping a queued job makes it Stopped at once and it never runs").
+    fn design_parent_after(
+        before: JobState,
+        children: &[JobState],
+        ran: &[bool],
+        stop_asked: bool,
+    ) -> JobState {
+        use JobState::*;
+        if before.is_finished() {
+            return before; // nothing leaves a finished state
+        }
+        if let Some(end) = design_end(children, stop_asked) {
+            return end;
+        }
+        if !ran.iter().any(|r| *r) {
+            return before;
+        }
+        // Once a stop of the parent was asked (and passed on to every child: the step is
+        // the whole `request_stop`), it is Stopping until every child is finished.
+        if stop_asked {
+            return Stopping;
+        }
+        if children.contains(&Blocked) {
+            return Blocked;
+        }
+        if children.iter().all(|s| s.is_finished() || *s == Suspended) {
+            return Suspended;
+        }
+        Running
+    }
+
+    /// Explores every configuration that 1, 2 or 3 children can reach by legal moves, with
+    /// and without a stop of the parent at any point, breadth first: each configuration
+    /// (every child's state and whether it ever ran, the stop, the parent's state) is
+    /// reached once by a shortest sequence of steps, replayed on fresh jobs, and every step
+    /// out of it is checked against `design_parent_after`, with the parent's history legal,
+    /// chained and reported once per change, its begin time set iff it was Running, and a
+    /// Failed parent's reason naming the child's. Returns a description of each violation
+    /// (an empty list: none) and how many configurations were explored.
+    fn explore_parent_states() -> (Vec<String>, usize) {
+        use JobState::*;
+        use std::collections::{HashSet, VecDeque};
+        let mut violations = Vec::new();
+        let mut explored = 0;
+        for n in 1..=3 {
+            type Key = (Vec<(JobState, bool)>, bool, JobState);
+            let mut seen: HashSet<Key> = HashSet::new();
+            let mut queue: VecDeque<Vec<Step>> = VecDeque::from([Vec::new()]);
+            seen.insert((vec![(NotStarted, false); n], false, NotStarted));
+            while let Some(path) = queue.pop_front() {
+                explored += 1;
+                let stop_asked = path.iter().any(|s| matches!(s, Step::StopParent));
+                let (parent, _, _) = replay(n, &path);
+                let mut steps: Vec<Step> = Vec::new();
+                for (i, c) in parent.children().iter().enumerate() {
+                    let from = c.state();
+                    steps.extend(
+                        JobState::ALL
+                            .into_iter()
+                            .filter(|to| from.can_move_to(*to))
+                            .map(|to| Step::Child(i, to)),
+                    );
+                }
+                if !stop_asked {
+                    steps.push(Step::StopParent);
+                }
+                let before = parent.state();
+                drop(parent);
+                for step in steps {
+                    let mut next = path.clone();
+                    next.push(step);
+                    let (parent, history, ran) = replay(n, &next);
+                    let stop_asked = stop_asked || matches!(step, Step::StopParent);
+                    let children: Vec<JobState> =
+                        parent.children().iter().map(|c| c.state()).collect();
+                    let want = design_parent_after(before, &children, &ran, stop_asked);
+                    let got = parent.state();
+                    let history = history.lock().unwrap().clone();
+                    let mut problems = Vec::new();
+                    if got != want {
+                        problems.push(format!("parent {got}, DESIGN says {want}"));
+                    }
+                    let mut at = NotStarted;
+                    for (prev, new) in &history {
+                        if *prev != at || !prev.can_move_to(*new) {
+                            problems.push(format!("history not a legal chain at {prev} -> {new}"));
+                        }
+                        at = *new;
+                    }
+                    if at != got {
+                        problems.push(format!("history ends at {at}, state is {got}"));
+                    }
+                    let was_running = history.iter().any(|(_, s)| *s == Running);
+                    if parent.begin_time().is_some() != was_running {
+                        problems.push("begin time set iff Running broken".into());
+                    }
+                    if was_running && !ran.iter().any(|r| *r) {
+                        problems.push("the parent was Running but no child ever ran".into());
+                    }
+                    // No rule of DESIGN calls for these in a parent (Disconnected is a
+                    // remote job's lost connection, AtBreakpoint a debugger's stop): it
+                    // must not pass through them on its way either.
+                    if history
+                        .iter()
+                        .any(|(_, s)| matches!(s, Disconnected | AtBreakpoint))
+                    {
+                        problems
+                            .push("the parent passed through Disconnected or AtBreakpoint".into());
+                    }
+                    if got == Failed {
+                        let reason = parent.state_info().reason;
+                        if !reason.is_some_and(|r| r.starts_with("a child job failed: child ")) {
+                            problems.push("a Failed parent without its child's reason".into());
+                        }
+                    }
+                    if !problems.is_empty() {
+                        violations.push(format!(
+                            "{n} children, steps {next:?}: children {children:?}, ran {ran:?}, \
+                             history {history:?}: {}",
+                            problems.join("; ")
+                        ));
+                    }
+                    let key: Key = (
+                        children.iter().copied().zip(ran.iter().copied()).collect(),
+                        stop_asked,
+                        got,
+                    );
+                    if seen.insert(key) && !got.is_finished() {
+                        queue.push_back(next);
+                    }
+                }
+            }
+        }
+        (violations, explored)
+    }
+
+    /// The parent's state, as the core computes it on real jobs, over every reachable
+    /// history of 1 to 3 children (see `explore_parent_states`), by DESIGN's rules read
+    /// literally: "Running as soon as any child *runs*" (a child stopped or failed while
+    /// queued never ran, so it does not make its parent Running), and a parent never
+    /// passes through Disconnected or AtBreakpoint on its way to a state.
+    #[test]
+    fn parent_state_over_every_reachable_history_of_up_to_three_children() {
+        let (violations, explored) = explore_parent_states();
+        assert!(
+            violations.is_empty(),
+            "{} violations, the first ones:\n{}",
+            violations.len(),
+            violations[..violations.len().min(10)].join("\n")
+        );
+        assert!(explored > 1000, "only {explored} configurations explored");
     }
 }
 

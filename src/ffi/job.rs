@@ -367,7 +367,8 @@ pub unsafe extern "C" fn bgjob_get_state(id: u64, out_state: *mut bgjob_job_stat
 }
 
 /// Which jobs `bgjob_get_jobs` lists: built with the `bgjob_filter_*` setters; an empty
-/// filter lists every top-level job.
+/// filter lists every top-level job. Every filter, a name filter too, leaves child jobs
+/// out unless `bgjob_filter_set_include_children` asks for them.
 pub struct bgjob_filter {
     filter: JobFilter,
 }
@@ -416,6 +417,14 @@ unsafe fn filter_mut<'a>(filter: *mut bgjob_filter) -> Result<&'a mut JobFilter>
 }
 
 /// Only jobs whose name matches `pattern` (`*`, `?`, `[a-z]`; case-insensitive).
+///
+/// Like every filter it lists top-level jobs only. To find a child job by its name (a
+/// parallel job's child is named `Job<id>`; a custom job's child as given to
+/// `bgjob_spec_add_custom_child`), also call `bgjob_filter_set_include_children(filter,
+/// true)`: this is the C form of the lookup by name that finds children (Python's
+/// `get_job(name=...)`). Names are not unique, so the answer is a list; the lookups by id
+/// (`bgjob_get_job`) and by instance id (`bgjob_get_job_by_instance_id`) find children
+/// without a filter.
 ///
 /// # Safety
 /// `filter` is a live filter; `pattern` is NUL-terminated.
@@ -498,7 +507,8 @@ pub unsafe extern "C" fn bgjob_filter_set_newest(
     })
 }
 
-/// Whether child jobs are listed too (default: top-level jobs only).
+/// Whether child jobs are listed too (default: top-level jobs only). Needed to find a
+/// child by name (`bgjob_filter_set_name`), by state or by any other filter.
 ///
 /// # Safety
 /// `filter` is a live filter.
@@ -520,6 +530,7 @@ pub struct bgjob_job_list {
 }
 
 /// Get-Job: the ids of the jobs matching `filter` (NULL = every top-level job), sorted.
+/// Child jobs are listed only with `bgjob_filter_set_include_children(filter, true)`.
 ///
 /// # Safety
 /// `filter` is NULL or a live filter; `out_list` is writable.

@@ -483,6 +483,75 @@ static void test_lookups_find_children_and_listings_hide_them(void) {
     CHECK(repo_count() == 0);
 }
 
+/* Finding a child job by its name from C: a name filter, like every filter, lists
+ * top-level jobs only; with bgjob_filter_set_include_children(true) it finds children too
+ * (what Python's get_job(name=...) does). A custom parent's children carry the names the
+ * host gave them; a parallel job's children are Job<id>. */
+static void test_a_child_is_found_by_its_name_with_include_children(void) {
+    /* A custom parent "sync" with children "sync-eu" and "sync-us" (ids N+1, N+2). */
+    bgjob_spec *spec = NULL;
+    CHECK_OK(bgjob_spec_new(&spec));
+    if (spec == NULL) return;
+    CHECK_OK(bgjob_spec_set_name(spec, "sync"));
+    CHECK_OK(bgjob_spec_add_custom_child(spec, "sync-eu"));
+    CHECK_OK(bgjob_spec_add_custom_child(spec, "sync-us"));
+    uint64_t custom = 0;
+    CHECK_OK(bgjob_create_custom(spec, &custom));
+    uint64_t eu = custom + 1, us = custom + 2;
+    /* A parallel job "sync-batch" with two children named Job<id>. */
+    const char *inputs[] = {"1", "2"};
+    uint64_t batch = start_parallel("sync-batch", inputs, 2, work_echo_input, NULL, NULL,
+                                    g_pool, 0, NULL, NULL, NULL);
+    CHECK_OK(bgjob_wait(&batch, 1, BGJOB_WAIT_ALL, 20000, NULL, NULL));
+    uint64_t kids[2] = {0, 0};
+    CHECK(child_ids(batch, kids, 2) == 2);
+
+    /* Without include_children a child's name finds nothing... */
+    CHECK(listing_is(99, "sync-eu", false, NULL, 0));
+    /* ...with it, exactly the child (any case), whose parent is the custom job. */
+    uint64_t just_eu[] = {eu}, just_us[] = {us};
+    CHECK(listing_is(99, "sync-eu", true, just_eu, 1));
+    CHECK(listing_is(99, "SYNC-US", true, just_us, 1));
+    uint64_t found = 0;
+    CHECK(list_jobs(99, "sync-eu", true, &found, 1) == 1);
+    bgjob_job_info *info = NULL;
+    CHECK_OK(bgjob_get_job(found, &info));
+    CHECK(bgjob_job_info_parent_id(info) == custom);
+    CHECK(text_is(bgjob_job_info_name(info), "sync-eu"));
+    bgjob_job_info_free(info);
+    /* A parallel child by its default name. */
+    char kid_name[32];
+    snprintf(kid_name, sizeof kid_name, "job%" PRIu64, kids[1]);
+    uint64_t just_kid[] = {kids[1]};
+    CHECK(listing_is(99, kid_name, false, NULL, 0));
+    CHECK(listing_is(99, kid_name, true, just_kid, 1));
+
+    /* Wildcards: top-level matches only, or children too (sorted by id). */
+    uint64_t dash_top[] = {batch}, dash_all[] = {eu, us, batch};
+    CHECK(listing_is(99, "sync-*", false, dash_top, 1));
+    CHECK(listing_is(99, "sync-*", true, dash_all, 3));
+    uint64_t any_top[] = {custom, batch}, any_all[] = {custom, eu, us, batch};
+    CHECK(listing_is(99, "sync*", false, any_top, 2));
+    CHECK(listing_is(99, "sync*", true, any_all, 4));
+    /* With a state too: the custom children are still NotStarted, the batch Completed. */
+    uint64_t queued[] = {eu, us};
+    CHECK(listing_is(BGJOB_STATE_NOT_STARTED, "sync-*", true, queued, 2));
+    CHECK(listing_is(BGJOB_STATE_COMPLETED, "sync-*", true, dash_top, 1));
+
+    /* The host drives the children to the end; then both parents are removed. */
+    for (uint64_t c = eu; c <= us; c++) {
+        CHECK_OK(bgjob_custom_set_state(c, BGJOB_STATE_RUNNING, NULL));
+        CHECK_OK(bgjob_custom_set_state(c, BGJOB_STATE_COMPLETED, NULL));
+    }
+    CHECK_OK(bgjob_wait(&custom, 1, BGJOB_WAIT_ALL, 20000, NULL, NULL));
+    CHECK(state_of(custom) == BGJOB_STATE_COMPLETED);
+    CHECK(listing_is(BGJOB_STATE_COMPLETED, "sync-*", true, dash_all, 3));
+    CHECK_OK(bgjob_remove(custom, false));
+    CHECK_OK(bgjob_remove(batch, false));
+    CHECK(listing_is(99, "sync*", true, NULL, 0));
+    CHECK(repo_count() == 0);
+}
+
 static void test_children_are_removed_with_their_parent_only(void) {
     probe p;
     probe_init(&p, 0);
@@ -738,6 +807,81 @@ static void test_throttle_one_runs_children_one_at_a_time_in_order(void) {
     CHECK(repo_count() == 0);
 }
 
+/* The recorded history is exactly the `n` moves given as (previous, state) pairs. */
+static bool history_is(recorder *r, int n, const bgjob_job_state *moves) {
+    pthread_mutex_lock(&r->mu);
+    bool ok = r->n == n;
+    for (int i = 0; ok && i < n; i++)
+        ok = r->previous[i] == moves[2 * i] && r->state[i] == moves[2 * i + 1];
+    if (!ok) {
+        fprintf(stderr, "  (history:");
+        for (int i = 0; i < r->n; i++)
+            fprintf(stderr, " %s->%s", bgjob_state_name(r->previous[i]),
+                    bgjob_state_name(r->state[i]));
+        fprintf(stderr, ")\n");
+    }
+    pthread_mutex_unlock(&r->mu);
+    return ok;
+}
+
+/* DESIGN: "Running as soon as any child runs", and a stopped queued job never runs. A
+ * parallel job whose children are all still queued when it is stopped never ran: its
+ * history is NotStarted -> Stopped, with no begin time. */
+static void test_a_parallel_job_stopped_while_all_queued_goes_straight_to_stopped(void) {
+    bgjob_pool *pool = NULL;
+    CHECK_OK(bgjob_pool_new(1, 1, &pool));
+    probe busy;
+    probe_init(&busy, 30000);
+    uint64_t blocker = start_probe_job(NULL, work_coop, &busy, pool);
+    CHECK(wait_for_state(blocker, BGJOB_STATE_RUNNING, 10000));
+    recorder r;
+    recorder_init(&r);
+    probe p;
+    probe_init(&p, 0);
+    const char *inputs[] = {"a", "b", "c"};
+    uint64_t parent = start_parallel("par-queued-stop", inputs, 3, work_coop, &p, probe_finalize,
+                                     pool, 0, on_parent_state, &r, recorder_finalize);
+    CHECK(state_of(parent) == BGJOB_STATE_NOT_STARTED);
+    CHECK_OK(bgjob_stop(parent, 10000));
+    CHECK(state_of(parent) == BGJOB_STATE_STOPPED);
+    const bgjob_job_state want[] = {BGJOB_STATE_NOT_STARTED, BGJOB_STATE_STOPPED};
+    CHECK(history_is(&r, 1, want));
+    CHECK(begin_ns_of(parent) == 0);
+    CHECK(atomic_load(&p.runs) == 0);
+    CHECK_OK(bgjob_remove(parent, false));
+    CHECK_OK(bgjob_remove(blocker, true));
+    CHECK(atomic_load(&r.finalized) == 1);
+    pool_close(pool);
+}
+
+/* Children stopped one by one (not their parent): the running parent ends Stopped by the
+ * moves Running -> Stopping -> Stopped, never through a state nothing called for
+ * (Disconnected: a remote job's lost connection). */
+static void test_children_stopped_one_by_one_stop_the_parent_through_stopping(void) {
+    probe p;
+    probe_init(&p, 30000);
+    recorder r;
+    recorder_init(&r);
+    const char *inputs[] = {"a", "b"};
+    uint64_t parent = start_parallel("par-child-stops", inputs, 2, work_coop, &p, probe_finalize,
+                                     g_pool, 0, on_parent_state, &r, recorder_finalize);
+    uint64_t kids[2];
+    CHECK(child_ids(parent, kids, 2) == 2);
+    CHECK(wait_for_state(kids[0], BGJOB_STATE_RUNNING, 10000));
+    CHECK(wait_for_state(kids[1], BGJOB_STATE_RUNNING, 10000));
+    CHECK_OK(bgjob_stop(kids[0], 10000));
+    CHECK(state_of(parent) == BGJOB_STATE_RUNNING);
+    CHECK_OK(bgjob_stop(kids[1], 10000));
+    CHECK_OK(bgjob_wait(&parent, 1, BGJOB_WAIT_ALL, 10000, NULL, NULL));
+    CHECK(state_of(parent) == BGJOB_STATE_STOPPED);
+    const bgjob_job_state want[] = {BGJOB_STATE_NOT_STARTED, BGJOB_STATE_RUNNING,
+                                    BGJOB_STATE_RUNNING,     BGJOB_STATE_STOPPING,
+                                    BGJOB_STATE_STOPPING,    BGJOB_STATE_STOPPED};
+    CHECK(history_is(&r, 3, want));
+    CHECK(begin_ns_of(parent) != 0);
+    CHECK_OK(bgjob_remove(parent, false));
+}
+
 static void test_repository_is_empty_at_the_end(void) {
     CHECK(repo_count() == 0);
 }
@@ -752,11 +896,14 @@ int main(void) {
     RUN_TEST(test_a_failing_child_fails_the_parent);
     RUN_TEST(test_throttle_two_of_four_then_stop);
     RUN_TEST(test_lookups_find_children_and_listings_hide_them);
+    RUN_TEST(test_a_child_is_found_by_its_name_with_include_children);
     RUN_TEST(test_children_are_removed_with_their_parent_only);
     RUN_TEST(test_context_input_misuse_gives_a_status_and_a_message);
     RUN_TEST(test_spec_inputs_are_copied_bytes);
     RUN_TEST(test_spec_misuse_and_unstarted_specs);
     RUN_TEST(test_throttle_one_runs_children_one_at_a_time_in_order);
+    RUN_TEST(test_a_parallel_job_stopped_while_all_queued_goes_straight_to_stopped);
+    RUN_TEST(test_children_stopped_one_by_one_stop_the_parent_through_stopping);
     RUN_TEST(test_repository_is_empty_at_the_end);
     CHECK_OK(bgjob_pool_shutdown(g_pool, 20000));
     bgjob_pool_free(g_pool);
