@@ -9,6 +9,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -188,6 +189,7 @@ static void test_stdout_and_stderr_interleave_in_arrival_order(void) {
                   {BGJOB_STREAM_ERROR, "err2"},
                   {BGJOB_STREAM_OUTPUT, "out3"}};
     uint64_t last_seq = 0;
+    int64_t last_time = 0;
     for (size_t i = 0; i < sizeof expect / sizeof expect[0]; i++) {
         bgjob_records *recs = take_one(id);
         CHECK(record_is(recs, 0, expect[i].stream, expect[i].text));
@@ -195,6 +197,10 @@ static void test_stdout_and_stderr_interleave_in_arrival_order(void) {
         if (r != NULL) {
             CHECK(r->sequence > last_seq);
             last_seq = r->sequence;
+            /* The time it arrived: set, and never before the one that came first. */
+            CHECK(r->time_ns > 0);
+            CHECK(r->time_ns >= last_time);
+            last_time = r->time_ns;
         } else {
             fprintf(stderr, "  (no record for step %zu)\n", i);
         }
@@ -256,10 +262,11 @@ static void test_exit_code_fails_the_job(void) {
     CHECK_OK(bgjob_remove(id, false));
 }
 
-static void test_missing_program_fails_the_job(void) {
+/* Runs `argv`, whose exec must fail with `os_text` (strerror's words), and checks the
+ * job Failed with the OS's reason naming the program; returns the job's id, not removed. */
+static uint64_t check_exec_fails(const char *name, const char *const *argv, const char *os_text) {
     int failures_before = check_failures;
-    const char *argv[] = {"bgjob-no-such-program-here", "x", NULL};
-    uint64_t id = start_spec(proc_spec("missing", argv));
+    uint64_t id = start_spec(proc_spec(name, argv));
     CHECK(wait_done(id) == BGJOB_STATE_FAILED);
     char reason[512];
     reason_of(id, reason, sizeof reason);
@@ -267,14 +274,63 @@ static void test_missing_program_fails_the_job(void) {
         /* Under valgrind the exec error cannot come back: glibc's posix_spawn reports it
          * through memory shared with the child (CLONE_VM), which valgrind turns into a
          * plain fork; the job sees the child exit with a code instead. */
-        CHECK(strstr(reason, "No such file or directory") != NULL ||
-              strstr(reason, "exited with code") != NULL);
+        CHECK(strstr(reason, os_text) != NULL || strstr(reason, "exited with code") != NULL);
     } else {
-        CHECK(strstr(reason, "No such file or directory") != NULL);
-        CHECK(strstr(reason, "bgjob-no-such-program-here") != NULL);
+        CHECK(strstr(reason, os_text) != NULL);
+        CHECK(strstr(reason, argv[0]) != NULL);
     }
     if (check_failures != failures_before) fprintf(stderr, "  (reason: %s)\n", reason);
+    return id;
+}
+
+static void test_missing_program_fails_the_job(void) {
+    const char *argv[] = {"bgjob-no-such-program-here", "x", NULL};
+    CHECK_OK(bgjob_remove(check_exec_fails("missing", argv, "No such file or directory"), false));
+}
+
+static void test_killed_by_a_signal_it_was_not_sent_by_us_fails_naming_it(void) {
+    struct {
+        const char *script, *name;
+    } cases[] = {
+        /* No core file: the signal is what counts. */
+        {"ulimit -c 0; echo before; kill -SEGV $$; echo after", "SIGSEGV"},
+        {"echo before; kill -TERM $$; echo after", "SIGTERM"},
+        {"echo before; kill -KILL $$; echo after", "SIGKILL"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        uint64_t id = start_sh("self-signal", cases[i].script);
+        CHECK(wait_done(id) == BGJOB_STATE_FAILED);
+        char reason[512];
+        reason_of(id, reason, sizeof reason);
+        CHECK(strstr(reason, cases[i].name) != NULL);
+        CHECK(strstr(reason, "signal") != NULL);
+        if (strstr(reason, cases[i].name) == NULL) fprintf(stderr, "  (reason: %s)\n", reason);
+        /* What it wrote before the signal is there; nothing after. */
+        bgjob_records *recs = take_all(id);
+        CHECK(bgjob_records_count(recs) == 1 &&
+              record_is(recs, 0, BGJOB_STREAM_OUTPUT, "before"));
+        bgjob_records_free(recs);
+        CHECK_OK(bgjob_remove(id, false));
+    }
+}
+
+static void test_a_file_that_is_not_executable_fails_the_job(void) {
+    char path[300];
+    snprintf(path, sizeof path, "%s/not-executable.sh", g_tmp);
+    FILE *f = fopen(path, "w");
+    CHECK(f != NULL);
+    if (f == NULL) return;
+    fputs("#!/bin/sh\necho should-not-run\n", f);
+    fclose(f);
+    CHECK(chmod(path, 0644) == 0);
+    const char *argv[] = {path, NULL};
+    uint64_t id = check_exec_fails("not-executable", argv, "Permission denied");
+    /* The script never ran. */
+    bgjob_records *recs = take_all(id);
+    CHECK(!has_record(recs, BGJOB_STREAM_OUTPUT, "should-not-run"));
+    bgjob_records_free(recs);
     CHECK_OK(bgjob_remove(id, false));
+    unlink(path);
 }
 
 /* ----- 5. a bad working directory -------------------------------------------------------- */
@@ -485,6 +541,35 @@ static void test_stop_with_a_grandchild_holding_stdout(void) {
     CHECK_OK(bgjob_remove(id, false));
 }
 
+static void test_stop_with_a_grandchild_that_left_the_group_holding_stdout(void) {
+    /* The grandchild starts a session of its own, so the stop's signals to the job's
+     * process group never reach it, and it keeps the job's stdout open for 600 s. */
+    uint64_t id = start_sh("grandchild-setsid",
+                           "setsid sh -c 'echo $$; exec sleep 600' & wait");
+    bgjob_records *recs = take_one(id);
+    const bgjob_record *r = bgjob_records_get(recs, 0);
+    long gpid = 0;
+    if (r != NULL && r->stream == BGJOB_STREAM_OUTPUT && r->data != NULL)
+        gpid = strtol((const char *)r->data, NULL, 10);
+    bgjob_records_free(recs);
+    CHECK(gpid > 1);
+    /* It is in a group (and session) of its own. */
+    if (gpid > 1) CHECK(getpgid((pid_t)gpid) == (pid_t)gpid);
+    double t0 = now_ms();
+    CHECK_OK(bgjob_stop(id, LONG_MS));
+    double elapsed = now_ms() - t0;
+    CHECK(state_of(id) == BGJOB_STATE_STOPPED);
+    /* Well under the grandchild's 600 s, which is still alive and holding the pipe. */
+    CHECK(elapsed < 10000);
+    if (elapsed >= 10000) fprintf(stderr, "  (stop took %.0f ms)\n", elapsed);
+    if (gpid > 1) {
+        CHECK(kill((pid_t)gpid, 0) == 0);
+        kill((pid_t)gpid, SIGKILL);
+    }
+    if (state_of(id) != BGJOB_STATE_STOPPED) wait_done(id);
+    CHECK_OK(bgjob_remove(id, false));
+}
+
 static void test_a_process_job_cannot_be_suspended(void) {
     const char *argv[] = {"sleep", "30", NULL};
     uint64_t id = start_spec(proc_spec("suspend", argv));
@@ -496,6 +581,48 @@ static void test_a_process_job_cannot_be_suspended(void) {
     CHECK_OK(bgjob_stop(id, LONG_MS));
     CHECK(state_of(id) == BGJOB_STATE_STOPPED);
     CHECK_OK(bgjob_remove(id, false));
+}
+
+static void test_a_throttled_pool_holds_the_next_process_until_one_ends(void) {
+    bgjob_pool *pool = NULL;
+    CHECK_OK(bgjob_pool_new(2, 1, &pool));
+    if (pool == NULL) return;
+    char fifo[300];
+    snprintf(fifo, sizeof fifo, "%s/throttle", g_tmp);
+    CHECK(mkfifo(fifo, 0600) == 0);
+    /* Held open read-write: neither this open nor the jobs' opens block, and the lines
+     * written stay in the FIFO until a job reads them. */
+    int fd = open(fifo, O_RDWR | O_CLOEXEC);
+    CHECK(fd >= 0);
+    /* Each job waits for one line: the first is held until the test writes. */
+    const char *argv[] = {"sh", "-c", "read x <\"$F\"; echo \"got $x\"", NULL};
+    uint64_t ids[2];
+    for (size_t i = 0; i < 2; i++) {
+        bgjob_spec *spec = proc_spec("throttled", argv);
+        CHECK_OK(bgjob_spec_set_env(spec, "F", fifo));
+        CHECK_OK(bgjob_spec_set_pool(spec, pool));
+        ids[i] = start_spec(spec);
+        if (i == 0) CHECK(wait_for_state(ids[0], BGJOB_STATE_RUNNING, LONG_MS));
+    }
+    /* The first holds the only permit while its process runs (no worker thread is busy
+     * with it): the second stays NotStarted. */
+    CHECK_STATUS(bgjob_wait(&ids[1], 1, BGJOB_WAIT_ALL, 300, NULL, NULL), BGJOB_E_TIMEOUT);
+    CHECK(state_of(ids[0]) == BGJOB_STATE_RUNNING);
+    CHECK(state_of(ids[1]) == BGJOB_STATE_NOT_STARTED);
+    if (fd >= 0) CHECK(write(fd, "one\ntwo\n", 8) == 8);
+    CHECK_OK(bgjob_wait(ids, 2, BGJOB_WAIT_ALL, LONG_MS, NULL, NULL));
+    const char *want[] = {"got one", "got two"};
+    for (size_t i = 0; i < 2; i++) {
+        CHECK(state_of(ids[i]) == BGJOB_STATE_COMPLETED);
+        bgjob_records *recs = take_all(ids[i]);
+        CHECK(bgjob_records_count(recs) == 1 &&
+              record_is(recs, 0, BGJOB_STREAM_OUTPUT, want[i]));
+        bgjob_records_free(recs);
+        CHECK_OK(bgjob_remove(ids[i], false));
+    }
+    if (fd >= 0) close(fd);
+    unlink(fifo);
+    pool_close(pool);
 }
 
 /* ----- 10, 11. scale and hygiene -------------------------------------------------------- */
@@ -639,6 +766,110 @@ static char *fd_list(void) {
         len += (size_t)snprintf(out + len, cap - len, "%d ", fds[i]);
     }
     return out;
+}
+
+/* This process's open descriptors (sorted, the listing's own excluded) into fds, with
+ * whether each is close-on-exec; returns how many (at most cap). */
+static size_t open_fds(int *fds, bool *cloexec, size_t cap) {
+    size_t n = 0;
+    DIR *d = opendir("/proc/self/fd");
+    if (d == NULL) return 0;
+    int own = dirfd(d);
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL && n < cap) {
+        if (e->d_name[0] == '.') continue;
+        int fd = atoi(e->d_name);
+        if (fd != own) fds[n++] = fd;
+    }
+    closedir(d);
+    for (size_t i = 1; i < n; i++)
+        for (size_t j = i; j > 0 && fds[j - 1] > fds[j]; j--) {
+            int t = fds[j];
+            fds[j] = fds[j - 1];
+            fds[j - 1] = t;
+        }
+    size_t kept = 0;
+    for (size_t i = 0; i < n; i++) {
+        int flags = fcntl(fds[i], F_GETFD);
+        if (flags < 0) continue; /* closed meanwhile */
+        fds[kept] = fds[i];
+        cloexec[kept] = (flags & FD_CLOEXEC) != 0;
+        kept++;
+    }
+    return kept;
+}
+
+static bool fd_in(const int *fds, size_t n, int fd) {
+    for (size_t i = 0; i < n; i++)
+        if (fds[i] == fd) return true;
+    return false;
+}
+
+static void test_no_descriptor_leaks_into_another_jobs_process(void) {
+    enum { CAP = 1024, SLEEPERS = 3 };
+    static int before[CAP], during[CAP];
+    static bool before_cx[CAP], during_cx[CAP];
+    size_t nbefore = open_fds(before, before_cx, CAP);
+    CHECK(nbefore >= 3);
+    /* What a child of this process inherits without bgjob's help: 0, 1, 2 (which the
+     * job replaces with its own) and whatever this process holds without close-on-exec. */
+    int expect[CAP];
+    size_t nexpect = 0;
+    for (int fd = 0; fd <= 2; fd++) expect[nexpect++] = fd;
+    for (size_t i = 0; i < nbefore; i++)
+        if (before[i] > 2 && !before_cx[i]) expect[nexpect++] = before[i];
+
+    /* Other process jobs running, with their pipes (and pidfds) open in this process. */
+    const char *sleep_argv[] = {"sleep", "30", NULL};
+    uint64_t sleepers[SLEEPERS];
+    for (size_t i = 0; i < SLEEPERS; i++) {
+        sleepers[i] = start_spec(proc_spec("fd-sleeper", sleep_argv));
+        CHECK(wait_for_state(sleepers[i], BGJOB_STATE_RUNNING, LONG_MS));
+    }
+    size_t nduring = open_fds(during, during_cx, CAP);
+    CHECK(nduring > nbefore);
+    /* Every descriptor bgjob opened meanwhile is close-on-exec. */
+    for (size_t i = 0; i < nduring; i++)
+        if (!fd_in(before, nbefore, during[i]) && !during_cx[i]) {
+            fprintf(stderr, "  (fd %d opened without close-on-exec)\n", during[i]);
+            CHECK(during_cx[i]);
+        }
+
+    /* The shell lists its own descriptors from a child (`ls`, which is not exec'd in the
+     * shell's place because of the `:` after it), so the listing's own descriptor is
+     * not among them: exactly what the job's process inherited. */
+    const char *ls_argv[] = {"sh", "-c", "ls /proc/$$/fd; :", NULL};
+    uint64_t id = start_spec(proc_spec("fd-lister", ls_argv));
+    CHECK(wait_done(id) == BGJOB_STATE_COMPLETED);
+    bgjob_records *recs = take_all(id);
+    int got[CAP];
+    size_t ngot = 0;
+    for (size_t i = 0; i < bgjob_records_count(recs) && ngot < CAP; i++) {
+        const bgjob_record *r = bgjob_records_get(recs, i);
+        CHECK(r->stream == BGJOB_STREAM_OUTPUT);
+        char *end = NULL;
+        long fd = strtol((const char *)r->data, &end, 10);
+        CHECK(r->len > 0 && end != NULL && *end == '\0');
+        got[ngot++] = (int)fd;
+    }
+    bgjob_records_free(recs);
+    bool same = ngot == nexpect;
+    for (size_t i = 0; i < ngot; i++)
+        if (!fd_in(expect, nexpect, got[i])) same = false;
+    CHECK(same);
+    if (!same) {
+        fprintf(stderr, "  (the job's process had fds:");
+        for (size_t i = 0; i < ngot; i++) fprintf(stderr, " %d", got[i]);
+        fprintf(stderr, "; expected:");
+        for (size_t i = 0; i < nexpect; i++) fprintf(stderr, " %d", expect[i]);
+        fprintf(stderr, ")\n");
+    }
+    CHECK_OK(bgjob_remove(id, false));
+    for (size_t i = 0; i < SLEEPERS; i++) {
+        CHECK_OK(bgjob_stop(sleepers[i], LONG_MS));
+        CHECK(state_of(sleepers[i]) == BGJOB_STATE_STOPPED);
+        CHECK_OK(bgjob_remove(sleepers[i], false));
+    }
 }
 
 static void test_a_thousand_jobs_leave_the_descriptors_as_they_were(void) {
@@ -860,6 +1091,18 @@ static void test_argv_is_bytes_and_replaced(void) {
     CHECK_OK(bgjob_remove(id, false));
 }
 
+static void test_a_final_line_without_newline_is_kept(void) {
+    const char *argv[] = {"printf", "a\\nb", NULL};
+    uint64_t id = start_spec(proc_spec("final-line", argv));
+    CHECK(wait_done(id) == BGJOB_STATE_COMPLETED);
+    bgjob_records *recs = take_all(id);
+    CHECK(bgjob_records_count(recs) == 2);
+    CHECK(record_is(recs, 0, BGJOB_STREAM_OUTPUT, "a"));
+    CHECK(record_is(recs, 1, BGJOB_STREAM_OUTPUT, "b"));
+    bgjob_records_free(recs);
+    CHECK_OK(bgjob_remove(id, false));
+}
+
 static void test_chunks_mode_keeps_the_bytes(void) {
     const char *argv[] = {"printf", "a\\nb\\nc", NULL};
     bgjob_spec *spec = proc_spec("chunks", argv);
@@ -915,6 +1158,8 @@ int main(void) {
     RUN_TEST(test_each_stream_keeps_its_own_order);
     RUN_TEST(test_exit_code_fails_the_job);
     RUN_TEST(test_missing_program_fails_the_job);
+    RUN_TEST(test_killed_by_a_signal_it_was_not_sent_by_us_fails_naming_it);
+    RUN_TEST(test_a_file_that_is_not_executable_fails_the_job);
     RUN_TEST(test_bad_working_directory_is_a_system_error);
     RUN_TEST(test_stdin_bytes_reach_the_process);
     RUN_TEST(test_large_stdin_is_fed_whole);
@@ -922,13 +1167,17 @@ int main(void) {
     RUN_TEST(test_stop_a_sleeping_process);
     RUN_TEST(test_sigterm_ignored_gets_sigkill_after_the_grace);
     RUN_TEST(test_stop_with_a_grandchild_holding_stdout);
+    RUN_TEST(test_stop_with_a_grandchild_that_left_the_group_holding_stdout);
     RUN_TEST(test_a_process_job_cannot_be_suspended);
+    RUN_TEST(test_a_throttled_pool_holds_the_next_process_until_one_ends);
     RUN_TEST(test_hundreds_at_once_need_few_threads_and_leave_no_zombies);
     RUN_TEST(test_a_thousand_jobs_leave_the_descriptors_as_they_were);
+    RUN_TEST(test_no_descriptor_leaks_into_another_jobs_process);
     RUN_TEST(test_misuse_of_the_process_settings);
     RUN_TEST(test_specs_mixing_kinds_are_refused);
     RUN_TEST(test_run_inline_runs_the_process_here);
     RUN_TEST(test_argv_is_bytes_and_replaced);
+    RUN_TEST(test_a_final_line_without_newline_is_kept);
     RUN_TEST(test_chunks_mode_keeps_the_bytes);
     RUN_TEST(test_no_job_of_this_program_is_left);
     /* Every bgjob thread gone before exit: valgrind sees no live worker. */

@@ -136,6 +136,34 @@ def test_a_missing_program_fails_the_job(jobs):
         job.result()
 
 
+@pytest.mark.parametrize("sig", ["SEGV", "TERM", "KILL"])
+def test_a_signal_it_was_not_sent_by_us_fails_the_job_naming_it(jobs, sig):
+    # ulimit -c 0: no core file; the signal is what counts.
+    job = sh(jobs, f"ulimit -c 0; echo before; kill -{sig} $$; echo after")
+    assert job.wait(timeout=LONG)
+    assert job.state is JobState.Failed   # not Stopped: no stop was asked
+    reason = job.state_info.reason
+    assert f"SIG{sig}" in reason and "signal" in reason, reason
+    with pytest.raises(bgjob.JobFailedError, match=f"SIG{sig}"):
+        job.result()
+    assert job.receive() == ["before"]
+
+
+def test_a_file_that_is_not_executable_fails_the_job(jobs, tmp_path):
+    script = tmp_path / "not-executable.sh"
+    script.write_text("#!/bin/sh\necho should-not-run\n")
+    script.chmod(0o644)
+    job = jobs.track(bgjob.start_process_job([script], name=jobs.name()))
+    assert job.wait(timeout=LONG)
+    assert job.state is JobState.Failed
+    reason = job.state_info.reason
+    assert os.strerror(errno.EACCES) in reason, reason   # "Permission denied"
+    assert str(script) in reason, reason
+    with pytest.raises(bgjob.JobFailedError, match="Permission denied"):
+        job.result()
+    assert job.receive() == []
+
+
 @pytest.mark.parametrize("run", ["start", "run"])
 def test_a_bad_working_directory_raises_job_os_error_and_starts_nothing(jobs, tmp_path, run):
     missing = tmp_path / "missing"
@@ -227,6 +255,29 @@ def test_stop_ends_a_grandchild_holding_stdout(jobs):
     assert job.receive(wait=True, max=1, timeout=LONG) == ["started"]
     job.stop(timeout=LONG)
     assert job.state is JobState.Stopped
+
+
+@pytest.mark.skipif(shutil.which("setsid") is None, reason="needs setsid(1)")
+def test_stop_ends_the_job_when_a_grandchild_left_the_group_holding_stdout(jobs):
+    # The grandchild starts a session of its own, so the stop's signals to the job's
+    # process group never reach it, and it keeps the job's stdout open for 600 s.
+    job = sh(jobs, "setsid sh -c 'echo $$; exec sleep 600' & wait")
+    got = job.receive(wait=True, max=1, timeout=LONG)
+    assert len(got) == 1 and got[0].isdigit(), got
+    grandchild = int(got[0])
+    try:
+        assert os.getpgid(grandchild) == grandchild   # it did leave the job's group
+        t0 = time.monotonic()
+        job.stop(timeout=LONG)
+        elapsed = time.monotonic() - t0
+        assert job.state is JobState.Stopped
+        assert elapsed < 10, elapsed   # well under the grandchild's 600 s
+        os.kill(grandchild, 0)   # still alive (and holding the pipe): the job did not wait
+    finally:
+        try:
+            os.kill(grandchild, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
 
 
 def test_a_throttled_pool_holds_the_next_process_until_one_ends(jobs):
@@ -432,19 +483,61 @@ def test_500_processes_run_at_once_on_a_few_threads(jobs, tmp_path):
     assert _zombie_children() == []
 
 
+def _open_fds() -> list:
+    return sorted(int(fd) for fd in os.listdir("/proc/self/fd"))
+
+
 def test_finished_process_jobs_leave_no_descriptors(jobs):
     warm = jobs.track(bgjob.start_process_job(["true"], name=jobs.name()))
     assert warm.wait(timeout=LONG)
     warm.remove()
-    before = len(os.listdir("/proc/self/fd"))
+    before = _open_fds()
     for _ in range(10):
         batch = [bgjob.start_process_job(["true"], name=jobs.name()) for _ in range(100)]
         assert len(bgjob.wait_jobs(batch, timeout=LONG)) == 100
         for j in batch:
             assert j.state is JobState.Completed, j.state_info
             j.remove()
-    assert len(os.listdir("/proc/self/fd")) == before
+    # The same descriptors, not just as many.
+    assert _open_fds() == before
     assert _zombie_children() == []
+
+
+def _inheritable_fds() -> dict:
+    """This process's open descriptors, each with whether a child would inherit it."""
+    found = {}
+    for fd in _open_fds():
+        try:
+            found[fd] = os.get_inheritable(fd)
+        except OSError:
+            pass   # closed meanwhile (the listing's own descriptor)
+    return found
+
+
+def test_no_descriptor_leaks_into_another_jobs_process(jobs):
+    before = _inheritable_fds()
+    # What a child of this process inherits without bgjob's help: 0, 1, 2 (which the job
+    # replaces with its own) and whatever this process holds inheritable.
+    expected = sorted({0, 1, 2} | {fd for fd, inh in before.items() if inh})
+    # Other process jobs running, with their pipes (and pidfds) open in this process.
+    sleepers = [jobs.track(bgjob.start_process_job(["sleep", "30"], name=jobs.name()))
+                for _ in range(3)]
+    for j in sleepers:
+        poll_until(lambda j=j: j.state is JobState.Running, LONG, "sleeper Running")
+    during = _inheritable_fds()
+    assert len(during) > len(before)
+    opened_inheritable = [fd for fd, inh in during.items() if fd not in before and inh]
+    assert opened_inheritable == [], "bgjob opened descriptors without close-on-exec"
+    # The shell lists its own descriptors from a child (`ls`, which is not exec'd in the
+    # shell's place because of the `:` after it), so the listing's own descriptor is not
+    # among them: exactly what the job's process inherited.
+    lister = sh(jobs, "ls /proc/$$/fd; :")
+    listed = finish(lister)
+    assert lister.state is JobState.Completed, lister.state_info
+    assert sorted(int(fd) for fd in listed) == expected
+    for j in sleepers:
+        j.stop(timeout=LONG)
+        assert j.state is JobState.Stopped
 
 
 def test_job_os_error_is_documented_and_exported():
