@@ -46,7 +46,8 @@ pub(crate) fn sliced<T: Send>(
 
 /// Runs `call(py, callable)` from a bgjob thread (a worker or a state change's
 /// dispatcher). Declines quietly during interpreter shutdown; an exception goes to
-/// `sys.unraisablehook`, never into the job.
+/// `sys.unraisablehook`, never into the job — except a `KeyboardInterrupt` on the main
+/// thread (see below).
 pub(crate) fn call_from_bgjob(
     callable: &Py<PyAny>,
     call: impl for<'py> FnOnce(Python<'py>, &Bound<'py, PyAny>) -> PyResult<()>,
@@ -60,7 +61,20 @@ pub(crate) fn call_from_bgjob(
         };
         let cb = callable.bind(py);
         if let Err(err) = call(py, cb) {
-            err.write_unraisable(py, Some(cb));
+            if err.is_instance_of::<pyo3::exceptions::PyKeyboardInterrupt>(py)
+                && on_main_thread(py).unwrap_or(false)
+            {
+                // Ctrl-C arrived while a callback ran on the main thread (the changes of
+                // an inline run, or of a stop the main thread made): it was meant for the
+                // program, not for the callback. Swallowing it would leave the caller's
+                // wait running on; handing it back to the signal machinery makes the
+                // caller's next signal check raise it.
+                // SAFETY: callable with the interpreter attached (and even from a signal
+                // handler); it only sets the flag a SIGINT sets.
+                unsafe { pyo3::ffi::PyErr_SetInterrupt() };
+            } else {
+                err.write_unraisable(py, Some(cb));
+            }
         }
     });
 }

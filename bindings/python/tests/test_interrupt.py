@@ -149,3 +149,47 @@ def test_interpreter_exit_with_running_jobs_is_clean(case):
                 "Aborted", "Exception ignored"):
         assert bad not in proc.stderr, proc.stderr
     assert elapsed < 20, f"exit took {elapsed:.1f}s"
+
+
+# Ctrl-C landing while a state-change callback runs on the main thread (an inline run's
+# own changes run their callbacks there): simulated by the callback raising
+# KeyboardInterrupt, the exception a SIGINT raises at that instant. It must reach the
+# caller as Ctrl-C would, not be swallowed as an "Exception ignored" while the run goes on:
+# a process run is stopped (Stopped); a thread run's work is plain Python on this thread,
+# so the interrupt lands in it and fails it (Failed), as documented for `run_job`.
+INLINE_CTRL_C = """
+import bgjob, sys
+def changed(job, info, prev):
+    if info.state == bgjob.JobState.Running:
+        raise KeyboardInterrupt
+def work():
+    ctx = bgjob.current_job()
+    while not ctx.stop_requested:
+        ctx.checkpoint()
+        import time; time.sleep(0.01)
+run = {
+    "thread": lambda: bgjob.run_job(work, name="inline", on_state_changed=changed),
+    "process": lambda: bgjob.run_process_job(["sleep", "600"], name="inline",
+                                             stop_grace=0.2, on_state_changed=changed),
+}[sys.argv[1]]
+try:
+    run()
+except KeyboardInterrupt:
+    job = bgjob.get_job(name="inline")
+    job.wait(timeout=30)
+    print("caught", job.state.name, flush=True)
+    sys.exit(0)
+print("returned without an interrupt", flush=True)
+sys.exit(1)
+"""
+
+
+@pytest.mark.parametrize("kind,ends", [("thread", "Failed"), ("process", "Stopped")])
+def test_ctrl_c_inside_a_main_thread_callback_interrupts_the_inline_run(kind, ends):
+    t0 = time.monotonic()
+    proc = run_python(INLINE_CTRL_C.replace("sys.argv[1]", repr(kind)), timeout=60)
+    elapsed = time.monotonic() - t0
+    assert proc.returncode == 0, (proc.stdout, proc.stderr)
+    assert proc.stdout.strip() == f"caught {ends}", (proc.stdout, proc.stderr)
+    assert "Exception ignored" not in proc.stderr, proc.stderr
+    assert elapsed < 30, f"took {elapsed:.1f}s"
