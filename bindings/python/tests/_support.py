@@ -11,6 +11,8 @@ import threading
 import time
 from typing import Any, Callable, Optional
 
+import pytest
+
 import bgjob
 
 # Generous bounds: these are limits for "it did not hang", never expected durations.
@@ -59,19 +61,38 @@ def wait_event(event: threading.Event, timeout: float = 10.0, what: str = "event
     assert event.wait(timeout), f"timed out after {timeout}s waiting for {what}"
 
 
+# Child interpreters turn warnings into errors, as pytest does for the tests themselves
+# (filterwarnings = error): a warning bgjob causes in a child must fail its test too.
+_CHILD_FLAGS = ["-W", "error"]
+
+
 def run_python(code: str, timeout: float = 60.0, **kwargs: Any) -> subprocess.CompletedProcess:
-    """Runs ``code`` in a child interpreter (the same venv) and returns its outcome."""
+    """Runs ``code`` in a child interpreter (the same venv, warnings as errors) and returns
+    its outcome."""
     env = dict(os.environ)
     env.setdefault("PYTHONFAULTHANDLER", "1")
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          timeout=timeout, env=env, **kwargs)
+    return subprocess.run([sys.executable, *_CHILD_FLAGS, "-c", code], capture_output=True,
+                          text=True, timeout=timeout, env=env, **kwargs)
 
 
 def spawn_python(code: str) -> subprocess.Popen:
+    """Starts ``code`` in a child interpreter (the same venv, warnings as errors, unbuffered
+    output) and returns it running."""
     env = dict(os.environ)
     env.setdefault("PYTHONFAULTHANDLER", "1")
-    return subprocess.Popen([sys.executable, "-u", "-c", code], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=env)
+    return subprocess.Popen([sys.executable, *_CHILD_FLAGS, "-u", "-c", code],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=env)
+
+
+def os_thread_count() -> int:
+    """The OS threads of this process now (Linux: one entry per thread in /proc)."""
+    return len(os.listdir("/proc/self/task"))
+
+
+# For the tests that count threads; the count is Linux's.
+needs_proc_tasks = pytest.mark.skipif(not os.path.isdir("/proc/self/task"),
+                                      reason="counts threads through /proc/self/task")
 
 
 def read_line(proc: subprocess.Popen, timeout: float) -> str:

@@ -10,7 +10,7 @@ import pytest
 
 import bgjob
 from bgjob import JobState
-from _support import LONG, cooperative, gated
+from _support import LONG, cooperative, gated, needs_proc_tasks, os_thread_count
 
 
 def run(coro):
@@ -139,6 +139,37 @@ def test_await_many_jobs_concurrently(jobs):
     assert run(main()) == [i * i for i in range(200)]
     assert time.monotonic() - t0 < 20
     assert all(j.state is JobState.Completed for j in group)
+
+
+@needs_proc_tasks
+def test_awaiting_many_gated_jobs_takes_no_thread_per_waiter(jobs):
+    pool = jobs.pool(threads=4)
+    gate = threading.Event()
+    group = [jobs.start(gated, gate, None, i, pool=pool) for i in range(200)]
+    start = os_thread_count()  # the pool's workers included
+    counts = []
+
+    async def main():
+        waiters = [asyncio.ensure_future(_await(job)) for job in group]
+        # Every waiter runs up to its await (registering on its job), then the count is
+        # taken over a few turns of the loop while all 200 wait.
+        for _ in range(10):
+            await asyncio.sleep(0.005)
+            counts.append(os_thread_count())
+        assert not any(w.done() for w in waiters)
+        gate.set()
+        done = await asyncio.gather(*waiters)
+        counts.append(os_thread_count())
+        return done
+
+    try:
+        assert run(main()) == list(range(200))
+    finally:
+        gate.set()
+    # None is needed (the pool's workers deliver the changes), but leave room for a
+    # helper thread or two; one per waiter would be 200, a pool of waiters (asyncio's
+    # default executor) min(32, cpu_count + 4).
+    assert max(counts) - start <= 4, (start, counts)
 
 
 def test_awaiting_does_not_block_the_loop(jobs):

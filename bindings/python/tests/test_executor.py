@@ -14,7 +14,8 @@ import pytest
 
 import bgjob
 from bgjob import JobState
-from _support import LONG, gated, poll_until, run_python, wait_event
+from _support import (LONG, gated, needs_proc_tasks, os_thread_count, poll_until,
+                      run_python, wait_event)
 
 
 @pytest.fixture
@@ -187,14 +188,26 @@ def test_cancel_queued_work(executor):
     started = threading.Event()
     ran = threading.Event()
 
+    def unique_task_for_cancel_test():
+        ran.set()
+
+    pattern = "*unique_task_for_cancel_test"
     first = ex.submit(gated, gate, started, "blocker")
     wait_event(started)
-    queued = ex.submit(ran.set)
+    queued = ex.submit(unique_task_for_cancel_test)
+    [job] = bgjob.get_jobs(command=pattern)
+    assert job.state is JobState.NotStarted
     assert first.running()
     assert not queued.running() and not queued.done()
     assert first.cancel() is False, "running work cannot be cancelled"
     assert queued.cancel() is True
     assert queued.cancelled() and queued.done()
+    # Its job is stopped (it never runs) and, delivered as cancelled, leaves the
+    # repository as every delivered task's job does: nothing is left behind for ever.
+    poll_until(lambda: job.state.is_finished, what="the cancelled job to finish")
+    assert job.state is JobState.Stopped
+    poll_until(lambda: bgjob.get_jobs(command=pattern) == [],
+               what="the cancelled job to leave the repository")
     assert queued.cancel() is True  # cancelling again still says cancelled
     with pytest.raises(cf.CancelledError):
         queued.result(timeout=0)
@@ -322,6 +335,11 @@ def test_context_manager_waits(executor):
         ex.submit(work)
 
 
+def _freed(ref: "weakref.ref[object]") -> bool:
+    gc.collect()
+    return ref() is None
+
+
 def test_references_are_dropped_once_delivered(executor):
     ex = executor(1)
 
@@ -331,23 +349,112 @@ def test_references_are_dropped_once_delivered(executor):
     class Result:
         pass
 
-    arg = Arg()
-    arg_ref = weakref.ref(arg)
     results = []
 
-    def work(a):
-        r = Result()
-        results.append(weakref.ref(r))
-        return r
+    class Work:
+        """A callable that only the executor holds once submitted."""
 
+        def __call__(self, a):
+            r = Result()
+            results.append(weakref.ref(r))
+            return r
+
+    arg = Arg()
+    work = Work()
+    refs = {"argument": weakref.ref(arg), "callable": weakref.ref(work)}
     fut = ex.submit(work, arg)
-    del arg
+    del arg, work
     assert isinstance(fut.result(timeout=LONG), Result)
+    refs["result"] = results[0]
     del fut
-    ex.shutdown(wait=True)
+    # While the executor is still open, as with ThreadPoolExecutor: nothing of a call
+    # outlives its delivery (the worker lets go of it just after, hence the poll).
+    for what, ref in refs.items():
+        poll_until(lambda: _freed(ref), what=f"the executor to let go of the {what}")
+    assert ex.submit(pow, 2, 3).result(timeout=LONG) == 8  # still open
+
+
+@needs_proc_tasks
+def test_shutdown_without_wait_frees_the_threads_once_the_work_is_done():
+    start = os_thread_count()
+    ex = bgjob.Executor(max_workers=2)
+    gate = threading.Event()
+    started = threading.Barrier(3)
+
+    def work(i):
+        if i < 2:
+            started.wait(LONG)  # both workers busy: the others are queued at shutdown
+        assert gate.wait(LONG)
+        return i, bgjob.current_job().stop_requested
+
+    try:
+        futures = [ex.submit(work, i) for i in range(8)]
+        started.wait(LONG)
+        ex.shutdown(wait=False)
+        assert os_thread_count() >= start + 2, "the workers left with work to do"
+        assert not any(f.done() for f in futures)
+        gate.set()
+        # Everything submitted before runs and delivers, and nothing was asked to stop,
+        # as with ThreadPoolExecutor.
+        assert [f.result(timeout=LONG) for f in futures] == [(i, False) for i in range(8)]
+        poll_until(lambda: os_thread_count() <= start, what="the executor's threads to exit")
+    finally:
+        gate.set()
+        ex.shutdown(wait=True)
+
+
+@needs_proc_tasks
+def test_shutdown_without_wait_of_an_idle_executor_frees_its_threads():
+    start = os_thread_count()
+    ex = bgjob.Executor(max_workers=3)
+    assert ex.submit(pow, 2, 5).result(timeout=LONG) == 32
+    ex.shutdown(wait=False)
+    poll_until(lambda: os_thread_count() <= start, what="the executor's threads to exit")
+    with pytest.raises(RuntimeError, match="after shutdown"):
+        ex.submit(pow, 2, 2)
+
+
+@needs_proc_tasks
+def test_a_collected_executor_frees_its_threads():
+    start = os_thread_count()
+    ex = bgjob.Executor(max_workers=4)
+    ref = weakref.ref(ex)
+    del ex
     gc.collect()
-    assert arg_ref() is None, "the executor kept the argument alive"
-    assert results[0]() is None, "the executor kept the result alive"
+    assert ref() is None
+    poll_until(lambda: os_thread_count() <= start, what="an unused executor's threads to exit")
+
+    ex = bgjob.Executor(max_workers=4)
+    ref = weakref.ref(ex)
+    futures = [ex.submit(pow, 3, i) for i in range(20)]
+    assert [f.result(timeout=LONG) for f in futures] == [3 ** i for i in range(20)]
+    del ex
+    # The workers let go of the executor just after the last delivery, hence the polls.
+    poll_until(lambda: _freed(ref), what="the used executor to be collected")
+    poll_until(lambda: os_thread_count() <= start, what="a used executor's threads to exit")
+
+
+@needs_proc_tasks
+def test_an_executor_dropped_with_work_pending_runs_it_then_frees_its_threads():
+    start = os_thread_count()
+    ex = bgjob.Executor(max_workers=2)
+    ref = weakref.ref(ex)
+    gate = threading.Event()
+
+    def work(i):
+        assert gate.wait(LONG)
+        return i, bgjob.current_job().stop_requested
+
+    futures = [ex.submit(work, i) for i in range(6)]
+    del ex
+    gc.collect()
+    try:
+        assert ref() is not None, "the work pending keeps the executor"
+    finally:
+        gate.set()
+    assert [f.result(timeout=LONG) for f in futures] == [(i, False) for i in range(6)]
+    poll_until(lambda: _freed(ref), what="the executor to be collected")
+    poll_until(lambda: os_thread_count() <= start, what="the executor's threads to exit")
 
 
 def test_many_submits(executor):
@@ -373,28 +480,47 @@ def test_running_work_finishes_at_interpreter_exit():
 
 
 def test_submit_during_interpreter_exit_raises():
+    # ThreadPoolExecutor's message depends on whether the executor ran work (its threads
+    # mark it shut down at exit; an unused one has none): each of ours against its twin.
     code = textwrap.dedent("""
         import atexit, concurrent.futures as cf, bgjob
-        ex = bgjob.Executor(max_workers=1)
-        ex.submit(int).result()
+        executors = {}
+        for kind in ("used", "unused"):
+            executors[kind] = {"bgjob": bgjob.Executor(max_workers=1),
+                               "std": cf.ThreadPoolExecutor(max_workers=1)}
+        for ex in executors["used"].values():
+            ex.submit(int).result()
         def late_submit():
-            try:
-                ex.submit(int)
-            except RuntimeError as exc:
-                print("RuntimeError:", exc, flush=True)
-            else:
-                print("accepted", flush=True)
+            for kind, pair in executors.items():
+                for who, ex in pair.items():
+                    try:
+                        ex.submit(int)
+                    except RuntimeError as exc:
+                        print(f"{kind}|{who}|RuntimeError: {exc}", flush=True)
+                    else:
+                        print(f"{kind}|{who}|accepted", flush=True)
         atexit.register(late_submit)
     """)
     proc = run_python(code, timeout=60)
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.startswith("RuntimeError: cannot schedule new futures after"), (
-        proc.stdout)
+    said = {}
+    for line in proc.stdout.splitlines():
+        kind, who, what = line.split("|", 2)
+        said[kind, who] = what
+    assert len(said) == 4, proc.stdout
+    for kind in ("used", "unused"):
+        assert said[kind, "bgjob"].startswith(
+            "RuntimeError: cannot schedule new futures after"), proc.stdout
+        assert said[kind, "bgjob"] == said[kind, "std"], proc.stdout
 
 
 def test_works_in_a_child_after_fork():
     code = textwrap.dedent("""
-        import os, sys, bgjob
+        import os, sys, warnings, bgjob
+        # Forking with bgjob's threads running is the point here: Python 3.12+ warns about
+        # any fork of a threaded process, an error under -W error.
+        warnings.filterwarnings("ignore", "This process .* is multi-threaded",
+                                DeprecationWarning)
         ex = bgjob.Executor(max_workers=2)
         assert ex.submit(pow, 2, 3).result(timeout=30) == 8
         job = bgjob.start_job(lambda: "parent")

@@ -14,6 +14,19 @@ from bgjob import JobState
 from _support import LONG, cooperative, gated, poll_until, wait_event
 
 
+# ----- states -------------------------------------------------------------------------
+
+def test_job_state_numbers_are_powershells():
+    # System.Management.Automation.JobState: the numbers are part of the ABI (C, Python).
+    assert {s.name: s.value for s in JobState} == {
+        "NotStarted": 0, "Running": 1, "Completed": 2, "Failed": 3, "Stopped": 4,
+        "Blocked": 5, "Suspended": 6, "Disconnected": 7, "Suspending": 8, "Stopping": 9,
+        "AtBreakpoint": 10,
+    }
+    assert [s for s in JobState if s.is_finished] == [
+        JobState.Completed, JobState.Failed, JobState.Stopped]
+
+
 # ----- results and receive ------------------------------------------------------------
 
 def test_returned_value_is_received_once(jobs):

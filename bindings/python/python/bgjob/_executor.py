@@ -22,13 +22,24 @@ def _python_exit() -> None:
     global _exiting
     _exiting = True
     for ex in list(_executors):
-        ex.shutdown(wait=True)
+        ex._at_interpreter_exit()
 
 
 # As concurrent.futures.thread does: threading's exit hooks run before any atexit handler,
 # so a submit from an atexit handler already sees the interpreter exiting.
 _register_exit = getattr(threading, "_register_atexit", atexit.register)
 _register_exit(_python_exit)
+
+
+def _close_pool(pool: "_native.Pool") -> None:
+    """Shuts an executor's pool down without waiting: idle workers exit now, one still in
+    the tail of a task's job (past its delivery) when that ends. Only for a pool with no
+    pending task: a shutdown stops queued jobs and asks running ones to stop. This is the
+    executor's finalizer, so it must not refer to the executor."""
+    try:
+        pool.shutdown(timeout=0)
+    except _native.JobTimeoutError:
+        pass  # workers still finishing a job: each exits as its job ends
 
 
 def _bind(fn: Callable[..., Any], args: "tuple[Any, ...]",
@@ -71,7 +82,9 @@ class Executor(_cf.Executor):
     """A ``concurrent.futures.Executor`` running each submitted call as a bgjob job on a
     pool of its own with ``max_workers`` threads (default ``min(32, cpu_count + 4)``, as
     ``ThreadPoolExecutor``). Every pending or running task is a job in the repository
-    (``get_jobs()`` lists it); its job is removed once its result is delivered."""
+    (``get_jobs()`` lists it); its job is removed once its result is delivered. As with
+    ``ThreadPoolExecutor``, the threads go once the executor is shut down (or collected)
+    and no submitted call is left to run."""
 
     def __init__(self, max_workers: Optional[int] = None, thread_name_prefix: str = "",
                  initializer: Optional[Callable[..., Any]] = None,
@@ -92,8 +105,16 @@ class Executor(_cf.Executor):
         self._initialized: Set[int] = set()
         self._broken: Optional[str] = None
         self._pool = _native.Pool(threads=max_workers)
+        # The pool's threads must not outlive the executor's use: closed (without waiting)
+        # once it is shut down and nothing is pending, or when it is collected. Calling it
+        # closes the pool at most once. Not at exit: `_python_exit` sees to every executor.
+        self._close = weakref.finalize(self, _close_pool, self._pool)
+        self._close.atexit = False
         self._lock = threading.Lock()
         self._shutdown = False
+        # Whether a call was ever submitted: at interpreter exit, as for ThreadPoolExecutor
+        # (whose threads start with the first submit), only such an executor is shut down.
+        self._used = False
         self._pending: Set[_JobFuture] = set()
         self._idle = threading.Condition(self._lock)
         _executors.add(self)
@@ -126,6 +147,7 @@ class Executor(_cf.Executor):
                 # A start that raised leaves nothing to wait for.
                 self._pending.discard(future)
                 raise
+            self._used = True
             if not future.done():
                 future.job = job  # for cancel(): stops the job if it is still queued
             return future
@@ -170,6 +192,11 @@ class Executor(_cf.Executor):
     def _not_run_for(self, future: _JobFuture) -> Callable[[Any], None]:
         # The callback holds the future weakly: a dropped future does not keep results.
         ref = weakref.ref(future)
+        # And the executor too: the job's callbacks are freed off the interpreter, so
+        # Python sees them go only at its next call into bgjob, and till then a strong
+        # reference would keep an executor nobody uses (and its threads) alive. A task that
+        # has not run yet holds the executor through its work (see `_task`) anyway.
+        executor = weakref.ref(self)
 
         def not_run(job: _native.Job) -> None:
             """The job finished without running (stopped while queued, or its pool shut
@@ -191,23 +218,38 @@ class Executor(_cf.Executor):
                     f.set_exception(exc)
                 else:
                     f.set_result(value)
-            self._delivered(f)
+            ex = executor()
+            if ex is not None:
+                ex._delivered(f)
 
         return not_run
 
     def _delivered(self, future: _JobFuture) -> None:
         """The future has its outcome: it no longer counts as pending. Runs on a worker
         for every task, so it takes the executor's lock (which ``submit`` holds) only
-        when ``shutdown`` may be waiting for the last ones."""
+        when ``shutdown`` may be waiting for the last ones. The last one delivered after a
+        shutdown closes the pool, so a ``shutdown(wait=False)`` frees the threads once
+        the work submitted before it is done."""
         future.job = None
+        # Discarded before `_shutdown` is read, as `shutdown` sets it before reading
+        # `_pending`: of a concurrent delivery and shutdown, one sees the other's write,
+        # so the pool closes once nothing is pending.
         self._pending.discard(future)  # one operation under the GIL
         if self._shutdown:
             with self._lock:
                 self._idle.notify_all()
+                idle = not self._pending
+            if idle:
+                # Without waiting: this is often a worker of the pool, which cannot wait
+                # for itself, and the others are past their deliveries (they exit as
+                # their jobs end).
+                self._close()
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         """No more submits; with ``cancel_futures`` the queued calls are cancelled (never
-        run); with ``wait`` blocks until the others are done, then frees the threads."""
+        run); with ``wait`` blocks until the others are done, then frees the threads.
+        Without ``wait`` it returns at once: the calls still run and deliver their
+        results, and the threads go once the last one is delivered."""
         with self._lock:
             self._shutdown = True
             pending = list(self._pending)
@@ -220,3 +262,24 @@ class Executor(_cf.Executor):
                     # A timed wait keeps Ctrl-C deliverable while blocked here.
                     self._idle.wait(0.1)
             self._pool.shutdown()
+            self._close.detach()
+        else:
+            with self._lock:
+                idle = not self._pending
+            if idle:
+                # Otherwise the last delivery closes it (see `_delivered`).
+                self._close()
+
+    def _at_interpreter_exit(self) -> None:
+        """At interpreter exit (new submits are refused by now): as ThreadPoolExecutor,
+        whose workers mark a used executor shut down there while an unused one has no
+        workers, a used executor is shut down once its work is done — a later submit says
+        "after shutdown" — and an unused one only loses its idle threads, so a later
+        submit says "after interpreter shutdown"."""
+        with self._lock:
+            used = self._used
+        if used:
+            self.shutdown(wait=True)
+        else:
+            self._pool.shutdown()
+            self._close.detach()
