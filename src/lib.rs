@@ -47,6 +47,7 @@ pub mod parallel;
 pub mod process;
 pub mod record;
 pub mod repository;
+mod short_str;
 pub mod spec;
 pub mod state;
 mod sync;
