@@ -3,8 +3,8 @@
 //!
 //! Two things make the library usable in such a child, registered once with
 //! `pthread_atfork`:
-//! - around the fork the forking thread holds every repository shard lock, so no shard is
-//!   copied locked, and the child can get, list and add jobs;
+//! - around the fork the forking thread holds every repository shard lock and the state
+//!   index's, so none is copied locked, and the child can get, list and add jobs;
 //! - the child bumps the fork *generation*. A pool remembers the generation it started its
 //!   workers in; the first use of a pool from a later generation gives it fresh workers and
 //!   a fresh queue (see `Pool` in the executor).
@@ -47,14 +47,19 @@ pub(crate) fn install() {
 }
 
 /// The process reactor's lock (taken first: its holders take no other lock), then every
-/// repository shard's.
-type Held = (reactor::ForkGuard, ShardGuards);
+/// repository shard's, then the state index's directory (whose holders take no other lock).
+type Held = (
+    reactor::ForkGuard,
+    ShardGuards,
+    std::sync::RwLockWriteGuard<'static, crate::state_index::Directory>,
+);
 
 extern "C" fn prepare() {
     // Never unwinds: taking locks and storing the guards cannot panic (poison is ignored).
     let guards = (
         reactor::lock_for_fork(),
         repository::repository().lock_all_for_fork(),
+        crate::state_index::lock_for_fork(),
     );
     // Without the thread-local (a fork during thread teardown) the guards drop here and
     // the fork goes on unprotected, as it would without the handlers.

@@ -21,6 +21,7 @@ use crate::events::{CallbackList, RegistrationId, Signal, StateCallback};
 use crate::record::{Payload, ProgressRecord, Record, Stream, next_sequence};
 use crate::short_str::ShortStr;
 use crate::state::{JobState, JobStateInfo, StateChangedEvent};
+use crate::state_index::{self, Page};
 use crate::sync::{lock, wait_step, wait_until};
 use std::borrow::Cow;
 use std::collections::VecDeque;
@@ -43,6 +44,11 @@ static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 /// Reserves `count` consecutive ids and returns the first.
 pub(crate) fn allocate_ids(count: u64) -> JobId {
     NEXT_ID.fetch_add(count, Ordering::Relaxed)
+}
+
+/// The id the next job will get: every id below it has been handed out.
+pub(crate) fn next_id() -> JobId {
+    NEXT_ID.load(Ordering::Relaxed)
 }
 
 /// What a new job is made of (the core's side of a start spec).
@@ -107,6 +113,9 @@ struct StateCell {
     /// Threads waiting on `delivered_changed`: a change notifies only when there are some
     /// (a notify is a system call even with nobody to wake).
     sleepers: usize,
+    /// The state index's page, while the job is in the repository: every stored state is
+    /// written there too (see `state_index`).
+    index: Option<Arc<Page>>,
 }
 
 impl StateCell {
@@ -352,6 +361,7 @@ impl Job {
                 waiters: Vec::new(),
                 stop_asked: false,
                 sleepers: 0,
+                index: None,
             }),
             settled: AtomicU8::new(JobState::NotStarted as u8),
             delivered_changed: Condvar::new(),
@@ -617,6 +627,9 @@ impl Job {
             )));
         }
         cell.info = JobStateInfo { state: new, reason };
+        if let Some(page) = &cell.index {
+            page.set(self.id, new);
+        }
         let now = SystemTime::now();
         if new == JobState::Running && cell.begin.is_none() {
             cell.begin = Stamp::of(now);
@@ -1007,6 +1020,22 @@ impl Job {
 
     /// Makes `cell.settled()` visible to `settled_state` (called under the state lock
     /// after every change of what it depends on).
+    /// The job is now in the repository: its state goes into the state index.
+    pub(crate) fn join_index(&self) {
+        let mut cell = lock(&self.state);
+        if cell.index.is_none() {
+            cell.index = Some(state_index::add(self.id, cell.info.state));
+        }
+    }
+
+    /// The job left the repository: its state leaves the state index.
+    pub(crate) fn leave_index(&self) {
+        let mut cell = lock(&self.state);
+        if let Some(page) = cell.index.take() {
+            state_index::remove(self.id, page);
+        }
+    }
+
     fn publish_settled(&self, cell: &StateCell) {
         let v = cell.settled().map_or(UNSETTLED, |s| s as u8);
         self.settled.store(v, Ordering::Release);

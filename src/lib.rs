@@ -50,6 +50,7 @@ pub mod repository;
 mod short_str;
 pub mod spec;
 pub mod state;
+mod state_index;
 mod sync;
 pub mod wait;
 pub mod wildcard;

@@ -8,7 +8,6 @@
 
 use crate::record::Bytes;
 use std::fmt;
-use std::io::Write;
 
 /// A string of up to 22 bytes held in place, longer ones on the heap. Dereferences to
 /// `str`.
@@ -16,19 +15,26 @@ use std::io::Write;
 pub(crate) struct ShortStr(Bytes);
 
 impl ShortStr {
-    /// `Job<id>`, PowerShell's default job name, formatted in place.
+    /// `Job<id>`, PowerShell's default job name, formatted in place. By hand: `write!`
+    /// cost ~370 instructions per job (W1), this ~40.
     pub(crate) fn default_name(id: u64) -> ShortStr {
-        let mut buf = [0u8; Bytes::INLINE];
-        let room = buf.len();
-        let mut rest = &mut buf[..];
-        match write!(rest, "Job{id}") {
-            Ok(()) => {
-                let len = room - rest.len();
-                ShortStr(Bytes::from(&buf[..len]))
+        let mut digits = [0u8; 20]; // u64::MAX has 20
+        let mut at = digits.len();
+        let mut n = id;
+        loop {
+            at -= 1;
+            digits[at] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                break;
             }
-            // An id of 20 digits does not fit in place ("Job" + 20 > 22 bytes).
-            Err(_) => ShortStr::from(format!("Job{id}")),
         }
+        let digits = &digits[at..];
+        let mut name = [0u8; 23];
+        name[..3].copy_from_slice(b"Job");
+        name[3..3 + digits.len()].copy_from_slice(digits);
+        // At most 22 bytes stay in place; an id of 20 digits goes to the heap.
+        ShortStr(Bytes::from(&name[..3 + digits.len()]))
     }
 }
 

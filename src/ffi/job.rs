@@ -359,7 +359,7 @@ pub unsafe extern "C" fn bgjob_get_state(id: u64, out_state: *mut bgjob_job_stat
         if out_state.is_null() {
             return Err(Error::InvalidArgument("out_state is NULL".into()));
         }
-        let state = repository().get(id)?.state();
+        let state = repository().state_of(id)?;
         // SAFETY: non-NULL and writable, as documented.
         unsafe { *out_state = state as u32 };
         Ok(())
