@@ -1443,6 +1443,29 @@ bgjob_status bgjob_spec_on_state_changed(struct bgjob_spec *spec,
 bgjob_status bgjob_start(struct bgjob_spec *spec, uint64_t *out_id);
 
 /**
+ * Starts a thread job running `work(ctx, user_data)` on `pool` (NULL = the default pool)
+ * and writes its id to `*out_id`: `bgjob_spec_new`, `bgjob_spec_set_work`,
+ * `bgjob_spec_set_pool` and `bgjob_start` in one call, without a spec to allocate and free
+ * — for the many small jobs where that is a real part of the cost (benches/README.md,
+ * W1). The job has the default name (`Job<id>`), no command text and no callbacks of its
+ * own; register one with `bgjob_on_state_changed` after the start (changes before it are
+ * not replayed) or use a spec.
+ *
+ * `finalizer` (may be NULL) frees `user_data` exactly once, as for `bgjob_spec_set_work`:
+ * after the work returns, or when the job is stopped before running, or at once if the
+ * start fails. `BGJOB_E_INVALID_ARGUMENT` for a NULL `work` or `out_id`;
+ * `BGJOB_E_SHUT_DOWN` if the pool was shut down.
+ *
+ * # Safety
+ * `pool` is NULL or a live pool; `out_id` is NULL or writable.
+ */
+bgjob_status bgjob_start_fn(bgjob_work_fn work,
+                            void *user_data,
+                            bgjob_finalizer finalizer,
+                            const struct bgjob_pool *pool,
+                            uint64_t *out_id);
+
+/**
  * An inline run (PowerShell's cmdlet without `-AsJob`): the thread or process job
  * `bgjob_start` would start from `spec`, but it runs here, on the calling thread — a
  * thread job's work is called here, a process job's program is started from here — and

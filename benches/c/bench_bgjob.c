@@ -2,6 +2,8 @@
  *
  *   W1  throughput   start N no-op thread jobs, wait for all (BGJOB_WAIT_ALL), remove them
  *   W2  round trip   start one no-op job, wait for it, remove it; N/10 times in sequence
+ *                    (W1 and W2 start with bgjob_start_fn, the one-call start, as `bgjob`,
+ *                    and again through a spec, as `bgjob-spec`)
  *   W3  callbacks    N no-op jobs with a state-change callback on the spec; the callbacks
  *                    count Completed changes and the last one wakes the main thread
  *   W4  records      one job writes 1,000,000 8-byte records while the main thread
@@ -87,9 +89,13 @@ static void *xmalloc(size_t n) {
     return p;
 }
 
-static void result(const char *workload, double value, const char *unit) {
-    printf("RESULT %s bgjob %.4g %s\n", workload, value, unit);
+static void result_as(const char *workload, const char *system, double value, const char *unit) {
+    printf("RESULT %s %s %.4g %s\n", workload, system, value, unit);
     fflush(stdout);
+}
+
+static void result(const char *workload, double value, const char *unit) {
+    result_as(workload, "bgjob", value, unit);
 }
 
 static void expect_completed(uint64_t id) {
@@ -118,6 +124,8 @@ static int32_t noop_work(bgjob_context *ctx, void *user_data) {
     return 0;
 }
 
+/* A no-op job through a spec (bgjob_spec_new, _set_name, _set_work, bgjob_start): what a
+ * job with a name or callbacks takes. */
 static uint64_t start_noop(const char *name) {
     bgjob_spec *spec;
     uint64_t id;
@@ -126,6 +134,20 @@ static uint64_t start_noop(const char *name) {
     CHECK(bgjob_spec_set_work(spec, noop_work, NULL, NULL));
     CHECK(bgjob_start(spec, &id));
     return id;
+}
+
+/* A no-op job in one call (bgjob_start_fn): what a C host uses for a plain job. */
+static uint64_t start_noop_fn(void) {
+    uint64_t id;
+    CHECK(bgjob_start_fn(noop_work, NULL, NULL, NULL, &id));
+    return id;
+}
+
+/* W1 and W2 run once with each way to start (the table shows both). */
+static int g_use_spec = 0;
+
+static uint64_t start_plain(void) {
+    return g_use_spec ? start_noop(NULL) : start_noop_fn();
 }
 
 static void wait_all(const uint64_t *ids, size_t n) {
@@ -140,7 +162,7 @@ static void wait_all(const uint64_t *ids, size_t n) {
  * the wait and the removal is not timed). */
 static double w1_round(uint64_t *ids, size_t n) {
     double t0 = now_s();
-    for (size_t i = 0; i < n; i++) ids[i] = start_noop(NULL);
+    for (size_t i = 0; i < n; i++) ids[i] = start_plain();
     wait_all(ids, n);
     double t1 = now_s();
     for (size_t i = 0; i < n; i++) expect_completed(ids[i]);
@@ -153,13 +175,17 @@ static double w1_round(uint64_t *ids, size_t n) {
 static void bench_w1(void) {
     size_t n = scaled(100000);
     uint64_t *ids = xmalloc(n * sizeof *ids);
-    double t[ROUNDS];
-    w1_round(ids, n);
-    for (int r = 0; r < ROUNDS; r++) {
-        t[r] = w1_round(ids, n) / (double)n * 1e6;
-        fprintf(stderr, "  W1 round %d: %.3f us/job\n", r, t[r]);
+    for (g_use_spec = 0; g_use_spec < 2; g_use_spec++) {
+        double t[ROUNDS];
+        w1_round(ids, n);
+        for (int r = 0; r < ROUNDS; r++) {
+            t[r] = w1_round(ids, n) / (double)n * 1e6;
+            fprintf(stderr, "  W1%s round %d: %.3f us/job\n", g_use_spec ? " (spec)" : "", r,
+                    t[r]);
+        }
+        result_as("W1", g_use_spec ? "bgjob-spec" : "bgjob", median(t, ROUNDS), "us/job");
     }
-    result("W1", median(t, ROUNDS), "us/job");
+    g_use_spec = 0;
     free(ids);
 }
 
@@ -168,7 +194,7 @@ static void bench_w1(void) {
 static double w2_round(size_t n) {
     double t0 = now_s();
     for (size_t i = 0; i < n; i++) {
-        uint64_t id = start_noop(NULL);
+        uint64_t id = start_plain();
         wait_all(&id, 1);
         expect_completed(id); /* one bgjob_get_state per trip: well under 1% of it */
         CHECK(bgjob_remove(id, false));
@@ -179,13 +205,17 @@ static double w2_round(size_t n) {
 static void bench_w2(void) {
     size_t n = scaled(100000) / 10;
     if (n == 0) n = 1;
-    double t[ROUNDS];
-    w2_round(n);
-    for (int r = 0; r < ROUNDS; r++) {
-        t[r] = w2_round(n) / (double)n * 1e6;
-        fprintf(stderr, "  W2 round %d: %.3f us/roundtrip\n", r, t[r]);
+    for (g_use_spec = 0; g_use_spec < 2; g_use_spec++) {
+        double t[ROUNDS];
+        w2_round(n);
+        for (int r = 0; r < ROUNDS; r++) {
+            t[r] = w2_round(n) / (double)n * 1e6;
+            fprintf(stderr, "  W2%s round %d: %.3f us/roundtrip\n", g_use_spec ? " (spec)" : "",
+                    r, t[r]);
+        }
+        result_as("W2", g_use_spec ? "bgjob-spec" : "bgjob", median(t, ROUNDS), "us/roundtrip");
     }
-    result("W2", median(t, ROUNDS), "us/roundtrip");
+    g_use_spec = 0;
 }
 
 /* ----- W3: callbacks ------------------------------------------------------------------ */
@@ -397,7 +427,7 @@ static size_t drain_with_wait_any(uint64_t *ids, uint64_t *done, size_t n) {
 
 static double w5_round(uint64_t *ids, uint64_t *done, size_t n, size_t *calls_out) {
     double t0 = now_s();
-    for (size_t i = 0; i < n; i++) ids[i] = start_noop(NULL);
+    for (size_t i = 0; i < n; i++) ids[i] = start_noop_fn();
     size_t calls = drain_with_wait_any(ids, done, n);
     if (calls_out) *calls_out = calls;
     return now_s() - t0;

@@ -5,7 +5,7 @@
 //! src/ffi/process.rs.
 
 use super::callbacks::{ForeignData, bgjob_finalizer, bgjob_state_callback, required_callback};
-use super::context::{as_c, bgjob_work_fn};
+use super::context::{as_c, bgjob_context, bgjob_work_fn};
 use super::custom::CustomSettings;
 use super::pool::bgjob_pool;
 use super::process::{ProcessSettings, process_job_spec};
@@ -325,6 +325,48 @@ pub unsafe extern "C" fn bgjob_start(spec: *mut bgjob_spec, out_id: *mut u64) ->
     })
 }
 
+/// Starts a thread job running `work(ctx, user_data)` on `pool` (NULL = the default pool)
+/// and writes its id to `*out_id`: `bgjob_spec_new`, `bgjob_spec_set_work`,
+/// `bgjob_spec_set_pool` and `bgjob_start` in one call, without a spec to allocate and free
+/// — for the many small jobs where that is a real part of the cost (benches/README.md,
+/// W1). The job has the default name (`Job<id>`), no command text and no callbacks of its
+/// own; register one with `bgjob_on_state_changed` after the start (changes before it are
+/// not replayed) or use a spec.
+///
+/// `finalizer` (may be NULL) frees `user_data` exactly once, as for `bgjob_spec_set_work`:
+/// after the work returns, or when the job is stopped before running, or at once if the
+/// start fails. `BGJOB_E_INVALID_ARGUMENT` for a NULL `work` or `out_id`;
+/// `BGJOB_E_SHUT_DOWN` if the pool was shut down.
+///
+/// # Safety
+/// `pool` is NULL or a live pool; `out_id` is NULL or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn bgjob_start_fn(
+    work: bgjob_work_fn,
+    user_data: *mut c_void,
+    finalizer: bgjob_finalizer,
+    pool: *const bgjob_pool,
+    out_id: *mut u64,
+) -> bgjob_status {
+    boundary(|| {
+        // Owned from here on: finalized whatever happens below.
+        let data = ForeignData::new(user_data, finalizer);
+        let work = work.ok_or_else(|| Error::InvalidArgument("work is NULL".into()))?;
+        if out_id.is_null() {
+            return Err(Error::InvalidArgument("out_id is NULL".into()));
+        }
+        let mut js = c_work_spec(work, data);
+        if !pool.is_null() {
+            // SAFETY: non-NULL and live, as documented for the caller.
+            js = js.pool(&unsafe { &*pool }.pool);
+        }
+        let job = js.start()?;
+        // SAFETY: non-NULL (checked above) and writable, as documented.
+        unsafe { *out_id = job.id() };
+        Ok(())
+    })
+}
+
 /// An inline run (PowerShell's cmdlet without `-AsJob`): the thread or process job
 /// `bgjob_start` would start from `spec`, but it runs here, on the calling thread — a
 /// thread job's work is called here, a process job's program is started from here — and
@@ -429,6 +471,21 @@ fn outcome(rc: i32) -> crate::job::WorkResult {
 
 /// The core's spec of the thread job `spec` describes: what `bgjob_start` queues and
 /// `bgjob_run_inline` runs in place.
+/// A thread job's spec running the C function `work` with `data`.
+fn c_work_spec(
+    work: unsafe extern "C" fn(*mut bgjob_context, *mut c_void) -> i32,
+    data: ForeignData,
+) -> JobSpec {
+    JobSpec::new(move |ctx| {
+        let data = data;
+        // SAFETY: the host gave us this function for this user data.
+        let rc = unsafe { work(as_c(ctx), data.get()) };
+        // Finalized here, before the job's finished state is stored.
+        drop(data);
+        outcome(rc)
+    })
+}
+
 fn thread_job_spec(spec: bgjob_spec) -> Result<JobSpec> {
     let (work, data) = spec.work.ok_or_else(|| {
         Error::InvalidArgument(
@@ -437,15 +494,7 @@ fn thread_job_spec(spec: bgjob_spec) -> Result<JobSpec> {
                 .into(),
         )
     })?;
-    let js = JobSpec::new(move |ctx| {
-        let data = data;
-        // SAFETY: the host gave us this function for this user data.
-        let rc = unsafe { work(as_c(ctx), data.get()) };
-        // Finalized here, before the job's finished state is stored.
-        drop(data);
-        outcome(rc)
-    });
-    Ok(common_settings!(js, spec))
+    Ok(common_settings!(c_work_spec(work, data), spec))
 }
 
 fn start_thread_job(spec: bgjob_spec) -> Result<Arc<crate::job::Job>> {

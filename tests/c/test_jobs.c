@@ -446,6 +446,51 @@ static void test_remove_running_needs_force(void) {
     CHECK_STATUS(bgjob_remove(id, true), BGJOB_E_NO_SUCH_JOB);
 }
 
+/* bgjob_start_fn: the one-call start. The job runs its work with its data on the pool
+ * given, has the default name, and its finalizer runs once; queued behind a throttle it
+ * waits NotStarted and a stop ends it without running. */
+static void test_start_fn_runs_the_work_on_the_pool_given(void) {
+    probe two;
+    probe_init(&two, 0);
+    uint64_t id = 0;
+    CHECK_OK(bgjob_start_fn(work_write_two, &two, probe_finalize, NULL, &id));
+    CHECK(id != 0);
+    CHECK_OK(bgjob_wait(&id, 1, BGJOB_WAIT_ALL, 20000, NULL, NULL));
+    CHECK(state_of(id) == BGJOB_STATE_COMPLETED);
+    CHECK(atomic_load(&two.runs) == 1 && atomic_load(&two.finalized) == 1);
+    bgjob_records *recs = NULL;
+    CHECK_OK(bgjob_receive(id, 0, 0, 0, &recs));
+    CHECK(record_is(recs, 0, BGJOB_STREAM_OUTPUT, "2") && bgjob_records_count(recs) == 1);
+    bgjob_records_free(recs);
+    bgjob_job_info *info = NULL;
+    CHECK_OK(bgjob_get_job(id, &info));
+    char want[32];
+    snprintf(want, sizeof want, "Job%llu", (unsigned long long)id);
+    CHECK(info != NULL && strcmp(bgjob_job_info_name(info), want) == 0);
+    bgjob_job_info_free(info);
+    CHECK_OK(bgjob_remove(id, false));
+
+    bgjob_pool *pool = NULL;
+    CHECK_OK(bgjob_pool_new(2, 1, &pool));
+    probe busy, queued;
+    probe_init(&busy, 10000);
+    probe_init(&queued, 0);
+    uint64_t a = 0, b = 0;
+    CHECK_OK(bgjob_start_fn(work_coop, &busy, probe_finalize, pool, &a));
+    CHECK(wait_for_state(a, BGJOB_STATE_RUNNING, 5000));
+    CHECK_OK(bgjob_start_fn(work_write_two, &queued, probe_finalize, pool, &b));
+    CHECK(state_of(b) == BGJOB_STATE_NOT_STARTED); /* the pool's throttle holds it */
+    CHECK_OK(bgjob_stop(b, 5000));
+    CHECK(state_of(b) == BGJOB_STATE_STOPPED);
+    CHECK(atomic_load(&queued.runs) == 0 && atomic_load(&queued.finalized) == 1);
+    atomic_store(&busy.release, true);
+    CHECK_OK(bgjob_wait(&a, 1, BGJOB_WAIT_ALL, 20000, NULL, NULL));
+    CHECK_OK(bgjob_remove(a, false));
+    CHECK_OK(bgjob_remove(b, false));
+    CHECK(atomic_load(&busy.finalized) == 1);
+    pool_close(pool);
+}
+
 static void test_stop_queued_job_never_runs(void) {
     bgjob_pool *pool = NULL;
     CHECK_OK(bgjob_pool_new(2, 1, &pool));
@@ -1213,6 +1258,7 @@ int main(void) {
     RUN_TEST(test_error_record_still_completes);
     RUN_TEST(test_failures_are_failed_with_their_reason);
     RUN_TEST(test_remove_running_needs_force);
+    RUN_TEST(test_start_fn_runs_the_work_on_the_pool_given);
     RUN_TEST(test_stop_queued_job_never_runs);
     RUN_TEST(test_throttle_two_of_four);
     RUN_TEST(test_stop_with_timeout_zero_does_not_wait);

@@ -223,6 +223,30 @@ static void test_start_on_a_shut_down_pool(void) {
     CHECK(repo_count() == before);
 }
 
+/* bgjob_start_fn: every refusal has a status and a message, starts nothing, and still
+ * finalizes the user data it was handed (once). */
+static void test_start_fn_misuse(void) {
+    size_t before = repo_count();
+    probe p;
+    probe_init(&p, 0);
+    uint64_t id = 12345;
+    CHECK_FAILS(bgjob_start_fn(NULL, &p, probe_finalize, g_pool, &id), BGJOB_E_INVALID_ARGUMENT);
+    CHECK(id == 12345);
+    CHECK(atomic_load(&p.finalized) == 1);
+    CHECK_FAILS(bgjob_start_fn(work_count_runs, &p, probe_finalize, g_pool, NULL),
+                BGJOB_E_INVALID_ARGUMENT);
+    CHECK(atomic_load(&p.finalized) == 2);
+    bgjob_pool *pool = NULL;
+    CHECK_OK(bgjob_pool_new(1, 0, &pool));
+    CHECK_OK(bgjob_pool_shutdown(pool, 5000));
+    CHECK_FAILS(bgjob_start_fn(work_count_runs, &p, probe_finalize, pool, &id), BGJOB_E_SHUT_DOWN);
+    CHECK(id == 12345);
+    CHECK(atomic_load(&p.finalized) == 3);
+    bgjob_pool_free(pool);
+    CHECK(atomic_load(&p.runs) == 0);
+    CHECK(repo_count() == before);
+}
+
 static void test_pool_misuse(void) {
     CHECK_FAILS(bgjob_pool_new(1, 1, NULL), BGJOB_E_INVALID_ARGUMENT);
     CHECK_FAILS(bgjob_pool_shutdown(NULL, 0), BGJOB_E_INVALID_ARGUMENT);
@@ -672,6 +696,7 @@ int main(void) {
     RUN_TEST(test_spec_freed_unstarted_finalizes_once);
     RUN_TEST(test_start_misuse);
     RUN_TEST(test_start_on_a_shut_down_pool);
+    RUN_TEST(test_start_fn_misuse);
     RUN_TEST(test_pool_misuse);
     RUN_TEST(test_ids_that_never_existed);
     RUN_TEST(test_removed_ids);
