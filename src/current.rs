@@ -33,6 +33,12 @@ pub(crate) fn is_dispatching(id: JobId) -> bool {
     DISPATCHING.with(|d| d.borrow().contains(&id))
 }
 
+/// Whether this thread is dispatching any job's callbacks (where a wait reads a job's
+/// stored state, not its settled one: see `Job::is_done_by`).
+pub(crate) fn is_dispatching_any() -> bool {
+    DISPATCHING.with(|d| !d.borrow().is_empty())
+}
+
 /// Marks this thread as dispatching `id`'s callbacks until the guard drops.
 pub(crate) fn enter_dispatch(id: JobId) -> DispatchGuard {
     DISPATCHING.with(|d| d.borrow_mut().push(id));

@@ -1024,7 +1024,8 @@ impl Job {
     pub(crate) fn join_index(&self) {
         let mut cell = lock(&self.state);
         if cell.index.is_none() {
-            cell.index = Some(state_index::add(self.id, cell.info.state));
+            let settled = cell.settled().map_or(UNSETTLED, |s| s as u8);
+            cell.index = Some(state_index::add(self.id, cell.info.state, settled));
         }
     }
 
@@ -1039,6 +1040,9 @@ impl Job {
     fn publish_settled(&self, cell: &StateCell) {
         let v = cell.settled().map_or(UNSETTLED, |s| s as u8);
         self.settled.store(v, Ordering::Release);
+        if let Some(page) = &cell.index {
+            page.set_settled(self.id, v);
+        }
     }
 
     /// Refuses a wait on this job that could never end: from its own work, from a child's

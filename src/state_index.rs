@@ -1,16 +1,19 @@
-//! The state index: every repository job's state, one byte per id, in pages of 4,096
-//! consecutive ids.
+//! The state index: every repository job's state and settled state, a byte each per id,
+//! in pages of 4,096 consecutive ids.
 //!
 //! Get-Job by id for a state (`bgjob_get_state`, what a host polls) would otherwise find
 //! the job in its shard's hash map and lock the job: with a million jobs kept, two or three
 //! cache misses per call (the map's bucket, the job's reference count and lock), 20-40
 //! times the cost of the same call with a thousand (W6 in benches/README.md). Ids are the
 //! library's own consecutive integers, so their states pack densely: a million jobs take
-//! a megabyte here, which stays in the caches, and a get is a directory lookup in a map of
-//! a few hundred pages plus one byte load, whatever the number of jobs kept.
+//! two megabytes here, which stay in the caches, and a get is a directory lookup in a map
+//! of a few hundred pages plus one byte load, whatever the number of jobs kept. The
+//! settled state (what waits go by: `Job::is_done_by`) lets a wait on jobs that are done
+//! already answer without finding them at all (W1: the lookups of a wait on 100,000 jobs
+//! were 12% of its time, each a cache miss).
 //!
 //! A page lives while it holds a job, and once its ids are all handed out and every job
-//! in it is removed, it is freed: the index costs one byte per id between the oldest kept
+//! in it is removed, it is freed: the index costs two bytes per id between the oldest kept
 //! job and the newest, never one per job ever made. Each job holds its page (set in its
 //! state cell when it is added to the repository), so a state change writes its byte
 //! without touching the directory; only gets, adds and removals read the directory, and
@@ -31,6 +34,8 @@ const ABSENT: u8 = u8::MAX;
 /// The states of the jobs with ids `n * PAGE_LEN .. (n + 1) * PAGE_LEN`.
 pub(crate) struct Page {
     states: Box<[AtomicU8]>,
+    /// Each job's settled state (`Job::settled`'s byte: a state, or unsettled).
+    settled: Box<[AtomicU8]>,
     /// Jobs of this page in the repository now.
     live: AtomicUsize,
 }
@@ -39,6 +44,7 @@ impl Page {
     fn new() -> Page {
         Page {
             states: (0..PAGE_LEN).map(|_| AtomicU8::new(ABSENT)).collect(),
+            settled: (0..PAGE_LEN).map(|_| AtomicU8::new(ABSENT)).collect(),
             live: AtomicUsize::new(0),
         }
     }
@@ -46,6 +52,11 @@ impl Page {
     /// Records job `id`'s state (the job's lock is held: its changes are written in order).
     pub(crate) fn set(&self, id: JobId, state: JobState) {
         self.states[slot(id)].store(state as u8, Ordering::Release);
+    }
+
+    /// Records job `id`'s settled state byte (the job's lock is held).
+    pub(crate) fn set_settled(&self, id: JobId, settled: u8) {
+        self.settled[slot(id)].store(settled, Ordering::Release);
     }
 }
 
@@ -62,7 +73,7 @@ static DIRECTORY: LazyLock<RwLock<Directory>> = LazyLock::new(Default::default);
 /// Job `id` was added to the repository in `state`: its byte is set and its page (made if
 /// needed) returned for the job to keep, so that its later changes write here directly.
 /// Called with the job's lock held.
-pub(crate) fn add(id: JobId, state: JobState) -> Arc<Page> {
+pub(crate) fn add(id: JobId, state: JobState, settled: u8) -> Arc<Page> {
     let number = id >> PAGE_BITS;
     let page = {
         // Counted under the read lock: a removal frees a page only under the write lock,
@@ -84,6 +95,7 @@ pub(crate) fn add(id: JobId, state: JobState) -> Arc<Page> {
         p
     });
     page.set(id, state);
+    page.set_settled(id, settled);
     page
 }
 
@@ -91,6 +103,7 @@ pub(crate) fn add(id: JobId, state: JobState) -> Arc<Page> {
 /// id of it was handed out and none of its jobs is left. Called with the job's lock held.
 pub(crate) fn remove(id: JobId, page: Arc<Page>) {
     page.states[slot(id)].store(ABSENT, Ordering::Release);
+    page.settled[slot(id)].store(ABSENT, Ordering::Release);
     if page.live.fetch_sub(1, Ordering::AcqRel) != 1 {
         return;
     }
@@ -116,6 +129,13 @@ pub(crate) fn remove(id: JobId, page: Arc<Page>) {
 pub(crate) fn get(id: JobId) -> Option<JobState> {
     let dir = read(&DIRECTORY);
     let byte = dir.get(&(id >> PAGE_BITS))?.states[slot(id)].load(Ordering::Acquire);
+    JobState::from_u32(u32::from(byte))
+}
+
+/// The settled state of job `id` if it is in the repository and settled.
+pub(crate) fn settled(id: JobId) -> Option<JobState> {
+    let dir = read(&DIRECTORY);
+    let byte = dir.get(&(id >> PAGE_BITS))?.settled[slot(id)].load(Ordering::Acquire);
     JobState::from_u32(u32::from(byte))
 }
 
@@ -146,7 +166,7 @@ mod tests {
         assert_eq!(get(ids[0]), None);
         let pages: Vec<Arc<Page>> = ids
             .iter()
-            .map(|&id| add(id, JobState::NotStarted))
+            .map(|&id| add(id, JobState::NotStarted, JobState::NotStarted as u8))
             .collect();
         assert!(page_exists(number));
         pages[7].set(ids[7], JobState::Running);
@@ -168,7 +188,7 @@ mod tests {
         if crate::job::next_id() >= (number + 1) << PAGE_BITS {
             return; // the id was the page's last: nothing is still to come
         }
-        let page = add(id, JobState::Completed);
+        let page = add(id, JobState::Completed, JobState::Completed as u8);
         remove(id, page);
         assert!(page_exists(number));
         assert_eq!(get(id), None);
@@ -185,8 +205,10 @@ mod tests {
                         let ids: Vec<JobId> = (0..8)
                             .map(|i| (number << PAGE_BITS) + t + 4 * (i + 8 * (round % 100)))
                             .collect();
-                        let pages: Vec<_> =
-                            ids.iter().map(|&id| add(id, JobState::Running)).collect();
+                        let pages: Vec<_> = ids
+                            .iter()
+                            .map(|&id| add(id, JobState::Running, JobState::Running as u8))
+                            .collect();
                         for &id in &ids {
                             assert_eq!(get(id), Some(JobState::Running), "id {id}");
                         }

@@ -491,6 +491,48 @@ static void test_start_fn_runs_the_work_on_the_pool_given(void) {
     pool_close(pool);
 }
 
+/* A wait on jobs some of which are done already (answered from the state index without
+ * finding them) and some not: the done ids come back in the order given, Any returns at
+ * once, All times out with the same list, and an unknown id among done ones is still
+ * refused (nothing is answered before every id is known). */
+static void test_wait_mixes_done_and_running_jobs_in_the_order_given(void) {
+    probe pa, pc, pb, pd;
+    probe_init(&pa, 0);
+    probe_init(&pc, 0);
+    probe_init(&pb, 20000);
+    probe_init(&pd, 20000);
+    uint64_t a = start_probe_job(NULL, work_write_two, &pa, g_pool);
+    uint64_t c = start_probe_job(NULL, work_write_two, &pc, g_pool);
+    uint64_t ac[2] = {a, c};
+    CHECK_OK(bgjob_wait(ac, 2, BGJOB_WAIT_ALL, 20000, NULL, NULL));
+    uint64_t b = start_probe_job(NULL, work_coop, &pb, g_pool);
+    uint64_t d = start_probe_job(NULL, work_coop, &pd, g_pool);
+    uint64_t ids[4] = {b, a, d, c};
+    uint64_t done[4] = {0};
+    size_t ndone = 99;
+    double t0 = now_ms();
+    CHECK_OK(bgjob_wait(ids, 4, BGJOB_WAIT_ANY, 10000, done, &ndone));
+    CHECK(now_ms() - t0 < 5000);
+    CHECK(ndone == 2 && done[0] == a && done[1] == c);
+    ndone = 99;
+    CHECK_STATUS(bgjob_wait(ids, 4, BGJOB_WAIT_ALL, 100, done, &ndone), BGJOB_E_TIMEOUT);
+    CHECK(ndone == 2 && done[0] == a && done[1] == c);
+    CHECK(state_of(b) == BGJOB_STATE_RUNNING && state_of(d) == BGJOB_STATE_RUNNING);
+    uint64_t with_unknown[3] = {a, (uint64_t)1 << 60, c};
+    CHECK_STATUS(bgjob_wait(with_unknown, 3, BGJOB_WAIT_ANY, 0, NULL, NULL),
+                 BGJOB_E_NO_SUCH_JOB);
+    CHECK_STATUS(bgjob_wait(with_unknown, 3, BGJOB_WAIT_ALL, 0, NULL, NULL),
+                 BGJOB_E_NO_SUCH_JOB);
+    atomic_store(&pb.release, true);
+    atomic_store(&pd.release, true);
+    ndone = 0;
+    CHECK_OK(bgjob_wait(ids, 4, BGJOB_WAIT_ALL, 20000, done, &ndone));
+    CHECK(ndone == 4 && done[0] == b && done[1] == a && done[2] == d && done[3] == c);
+    for (int i = 0; i < 4; i++) CHECK_OK(bgjob_remove(ids[i], false));
+    /* Removed: unknown again, done or not. */
+    CHECK_STATUS(bgjob_wait(ac, 2, BGJOB_WAIT_ALL, 0, NULL, NULL), BGJOB_E_NO_SUCH_JOB);
+}
+
 static void test_stop_queued_job_never_runs(void) {
     bgjob_pool *pool = NULL;
     CHECK_OK(bgjob_pool_new(2, 1, &pool));
@@ -1259,6 +1301,7 @@ int main(void) {
     RUN_TEST(test_failures_are_failed_with_their_reason);
     RUN_TEST(test_remove_running_needs_force);
     RUN_TEST(test_start_fn_runs_the_work_on_the_pool_given);
+    RUN_TEST(test_wait_mixes_done_and_running_jobs_in_the_order_given);
     RUN_TEST(test_stop_queued_job_never_runs);
     RUN_TEST(test_throttle_two_of_four);
     RUN_TEST(test_stop_with_timeout_zero_does_not_wait);
