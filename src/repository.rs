@@ -10,6 +10,7 @@ use crate::state::JobState;
 use crate::sync::{read, write};
 use crate::wildcard::WildcardPattern;
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::{Arc, LazyLock, RwLock, RwLockWriteGuard};
 use uuid::Uuid;
@@ -201,6 +202,10 @@ impl Repository {
     /// for it could never end, a forced removal takes it out at once and its work ends in
     /// the background (its user data is freed when it does).
     pub fn remove(&self, id: JobId, force: bool) -> Result<()> {
+        if let Some(job) = self.take_if_done(id) {
+            job.release();
+            return Ok(());
+        }
         let job = self.get(id)?;
         if job.is_child() {
             return Err(Error::ChildJob(id));
@@ -224,6 +229,28 @@ impl Repository {
         }
         job.release();
         Ok(())
+    }
+}
+
+impl Repository {
+    /// The common removal in one lookup: a top-level job without children whose finished
+    /// state is settled (its callbacks ran) is taken out under its shard's lock at once.
+    /// `None` for any other job (the general path then decides), and for an unknown id.
+    fn take_if_done(&self, id: JobId) -> Option<Arc<Job>> {
+        let mut shard = write(self.shard(id));
+        let Entry::Occupied(entry) = shard.entry(id) else {
+            return None;
+        };
+        let job = entry.get();
+        if job.is_child() || !job.children().is_empty() || !job.is_done_by(JobState::is_finished) {
+            return None;
+        }
+        let job = entry.remove();
+        job.leave_index(); // under the shard lock, as in `detach`
+        if shard.is_empty() {
+            shard.shrink_to_fit();
+        }
+        Some(job)
     }
 }
 
