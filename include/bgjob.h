@@ -1140,7 +1140,8 @@ bgjob_status bgjob_configure_default_pool(uint32_t threads, uint32_t throttle);
  * Shuts the default pool down, if it was created: queued jobs become Stopped, running ones
  * are asked to stop, then waits up to `timeout_ms` (-1 = no limit) for its threads to exit
  * (`BGJOB_E_TIMEOUT` if work still runs). For hosts that want every bgjob thread gone
- * before they exit; later starts without a pool fail with `BGJOB_E_SHUT_DOWN`. Repeatable.
+ * before they exit (and, once every job is removed, every allocation: leak checkers find
+ * nothing); later starts without a pool fail with `BGJOB_E_SHUT_DOWN`. Repeatable.
  */
 bgjob_status bgjob_shutdown(int64_t timeout_ms);
 

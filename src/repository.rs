@@ -10,7 +10,6 @@ use crate::state::JobState;
 use crate::sync::{read, write};
 use crate::wildcard::WildcardPattern;
 use std::collections::HashMap;
-use std::collections::hash_map::Entry;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::{Arc, LazyLock, RwLock, RwLockWriteGuard};
 use uuid::Uuid;
@@ -238,14 +237,13 @@ impl Repository {
     /// `None` for any other job (the general path then decides), and for an unknown id.
     fn take_if_done(&self, id: JobId) -> Option<Arc<Job>> {
         let mut shard = write(self.shard(id));
-        let Entry::Occupied(entry) = shard.entry(id) else {
-            return None;
-        };
-        let job = entry.get();
+        // Not `entry`: it reserves room for an insert, so a removal of an unknown id would
+        // allocate a table for an empty shard (and keep it).
+        let job = shard.get(&id)?;
         if job.is_child() || !job.children().is_empty() || !job.is_done_by(JobState::is_finished) {
             return None;
         }
-        let job = entry.remove();
+        let job = shard.remove(&id)?; // the probe's bucket is still in the cache
         job.leave_index(); // under the shard lock, as in `detach`
         if shard.is_empty() {
             shard.shrink_to_fit();

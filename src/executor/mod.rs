@@ -58,8 +58,9 @@ pub fn default_pool() -> Result<&'static Pool> {
 
 /// Shuts the default pool down (see [`Pool::shutdown`]) if it was ever created, then
 /// ends the process reactor's thread once no process job is left (within what is left of
-/// `timeout`): for a host that wants every bgjob thread gone before it exits (e.g. to be
-/// leak-checker clean). Later starts on the default pool fail with `ShutDown`.
+/// `timeout`), and frees the state index's empty pages: for a host that wants every bgjob
+/// thread and allocation gone before it exits (e.g. to be leak-checker clean). Later
+/// starts on the default pool fail with `ShutDown`.
 pub fn shutdown_default_pool(timeout: Option<std::time::Duration>) -> Result<()> {
     let deadline = timeout.map(|t| std::time::Instant::now() + t);
     let result = {
@@ -73,5 +74,6 @@ pub fn shutdown_default_pool(timeout: Option<std::time::Duration>) -> Result<()>
     crate::process::reactor::shutdown(
         deadline.map(|d| d.saturating_duration_since(std::time::Instant::now())),
     );
+    crate::state_index::free_empty_pages();
     result
 }
