@@ -752,7 +752,10 @@ impl Job {
         // state is past NotStarted, except a Stopped or Failed one, which may have ended
         // while queued and never run: that one ran only if it has a begin time (set when it
         // moved to Running, a change delivered before the one that ended it).
+        // One look at each child: its delivered state, whether it ran, and (for a Failed
+        // parent's reason) the reason of the first Failed child that has one.
         let mut started = false;
+        let mut failure: Option<Arc<str>> = None;
         let states: Vec<JobState> = self
             .children
             .iter()
@@ -763,15 +766,12 @@ impl Job {
                     JobState::Stopped | JobState::Failed => !child.begin.is_none(),
                     _ => true,
                 };
+                if failure.is_none() && child.info.state == JobState::Failed {
+                    failure = child.info.reason.clone();
+                }
                 child.delivered
             })
             .collect();
-        let failure = self.children.iter().find_map(|c| {
-            let info = c.state_info();
-            (info.state == JobState::Failed)
-                .then_some(info.reason)
-                .flatten()
-        });
         let Some(target) = aggregate(&states, cell.stop_asked, started) else {
             return;
         };
@@ -1047,8 +1047,6 @@ impl Job {
         JobState::from_u32(u32::from(self.settled.load(Ordering::Acquire)))
     }
 
-    /// Makes `cell.settled()` visible to `settled_state` (called under the state lock
-    /// after every change of what it depends on).
     /// The job is now in the repository: its state goes into the state index.
     pub(crate) fn join_index(&self) {
         let mut cell = lock(&self.state);
@@ -1066,6 +1064,8 @@ impl Job {
         }
     }
 
+    /// Makes `cell.settled()` visible to `settled_state` and to the state index (called
+    /// under the state lock after every change of what it depends on).
     fn publish_settled(&self, cell: &StateCell) {
         let v = cell.settled().map_or(UNSETTLED, |s| s as u8);
         self.settled.store(v, Ordering::Release);

@@ -168,12 +168,6 @@ impl From<Vec<u8>> for Bytes {
     }
 }
 
-impl From<Box<[u8]>> for Bytes {
-    fn from(b: Box<[u8]>) -> Self {
-        Bytes(Repr::Heap(b))
-    }
-}
-
 impl PartialEq for Bytes {
     fn eq(&self, other: &Self) -> bool {
         **self == **other

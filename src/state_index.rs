@@ -144,11 +144,25 @@ pub(crate) fn get(id: JobId) -> Option<JobState> {
     JobState::from_u32(u32::from(byte))
 }
 
-/// The settled state of job `id` if it is in the repository and settled.
-pub(crate) fn settled(id: JobId) -> Option<JobState> {
+/// For each of `ids`, whether the job is in the repository with a settled state that
+/// `until` accepts. One look at the directory for the whole batch (a wait may name 100,000
+/// ids), and one per page change in it, not one per id.
+pub(crate) fn settled_each(ids: &[JobId], until: fn(JobState) -> bool) -> Vec<bool> {
     let dir = read(&DIRECTORY);
-    let byte = dir.get(&(id >> PAGE_BITS))?.settled[slot(id)].load(Ordering::Acquire);
-    JobState::from_u32(u32::from(byte))
+    let mut page: Option<(u64, Option<&Arc<Page>>)> = None;
+    ids.iter()
+        .map(|&id| {
+            let number = id >> PAGE_BITS;
+            let p = match page {
+                Some((n, p)) if n == number => p,
+                _ => page.insert((number, dir.get(&number))).1,
+            };
+            p.and_then(|p| {
+                JobState::from_u32(u32::from(p.settled[slot(id)].load(Ordering::Acquire)))
+            })
+            .is_some_and(until)
+        })
+        .collect()
 }
 
 /// The directory, write-locked (held across a `fork`, see `fork.rs`).
@@ -194,6 +208,13 @@ mod tests {
         pages[7].set(ids[7], JobState::Running);
         assert_eq!(get(ids[7]), Some(JobState::Running));
         assert_eq!(get(ids[8]), Some(JobState::NotStarted));
+        // A batch look: across pages, absent ids (an unused page) are not done.
+        pages[7].set_settled(ids[7], JobState::Completed as u8);
+        let elsewhere = ((number + 1) << PAGE_BITS) + 3;
+        assert_eq!(
+            settled_each(&[ids[7], elsewhere, ids[8], ids[7]], JobState::is_finished),
+            [true, false, false, true]
+        );
         for (&id, page) in ids.iter().zip(pages).rev() {
             remove(id, page);
             assert_eq!(get(id), None);

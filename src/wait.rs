@@ -205,9 +205,7 @@ pub fn wait_job_ids_forced(
     let done_now: Vec<bool> = if crate::current::is_dispatching_any() {
         vec![false; ids.len()]
     } else {
-        ids.iter()
-            .map(|&id| crate::state_index::settled(id).is_some_and(until))
-            .collect()
+        crate::state_index::settled_each(ids, until)
     };
     let rest = ids
         .iter()
