@@ -10,12 +10,13 @@
 //! pending behind a quiet descriptor).
 
 use crate::error::{Error, Result};
+use crate::eventfd::EventFd;
 use crate::events::{RegistrationId, on_any_state_changed, unregister_any};
 use crate::job::JobId;
 use crate::state::{JobStateInfo, StateChangedEvent};
 use crate::sync::lock;
 use std::collections::{HashSet, VecDeque};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, RawFd};
 use std::sync::{Arc, Mutex};
 
 /// One state change, as the queue keeps it.
@@ -33,7 +34,7 @@ struct Inner {
     /// Only these jobs' events (`None`: every job's).
     jobs: Option<HashSet<JobId>>,
     events: Mutex<VecDeque<JobEvent>>,
-    fd: OwnedFd,
+    fd: EventFd,
 }
 
 impl Inner {
@@ -46,19 +47,7 @@ impl Inner {
             state_info: e.state_info.clone(),
             previous_state_info: e.previous_state_info.clone(),
         });
-        let one: u64 = 1;
-        // SAFETY: writes 8 bytes from a live u64 to our eventfd. It cannot block (the
-        // counter would have to reach 2^64 - 1) and a failure only loses a wake-up of a
-        // descriptor that is readable already.
-        unsafe { libc::write(self.fd.as_raw_fd(), (&raw const one).cast(), 8) };
-    }
-
-    /// Resets the descriptor's counter (it stops being readable).
-    fn reset(&self) {
-        let mut count: u64 = 0;
-        // SAFETY: reads 8 bytes into a live u64 from our non-blocking eventfd; EAGAIN
-        // (counter already 0) is fine.
-        unsafe { libc::read(self.fd.as_raw_fd(), (&raw mut count).cast(), 8) };
+        self.fd.notify();
     }
 }
 
@@ -82,16 +71,9 @@ impl EventQueue {
     /// Opens a queue of the events of `jobs` (their ids; `None` = every job, including
     /// jobs started later). Events before this call are not in it.
     pub fn open(jobs: Option<&[JobId]>) -> Result<EventQueue> {
-        // SAFETY: plain syscall; the result is checked below.
-        let raw = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
-        if raw < 0 {
-            return Err(Error::InvalidState(format!(
-                "cannot create the event queue's descriptor: {}",
-                std::io::Error::last_os_error()
-            )));
-        }
-        // SAFETY: `raw` is a descriptor we just opened and own.
-        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        let fd = EventFd::new().map_err(|e| {
+            Error::InvalidState(format!("cannot create the event queue's descriptor: {e}"))
+        })?;
         let inner = Arc::new(Inner {
             jobs: jobs.map(|ids| ids.iter().copied().collect()),
             events: Mutex::new(VecDeque::new()),
@@ -119,7 +101,7 @@ impl EventQueue {
         }
         // Reset first, then look again: an event queued between the two is returned now,
         // and one queued after the reset makes the descriptor readable again.
-        self.inner.reset();
+        self.inner.fd.drain();
         lock(&self.inner.events).pop_front()
     }
 

@@ -38,6 +38,7 @@ mod current;
 pub mod custom;
 pub mod error;
 pub mod event_queue;
+mod eventfd;
 pub mod events;
 pub mod executor;
 pub mod ffi;

@@ -3,10 +3,10 @@
 //! directory, stdin bytes, stop grace and output mode are set with the `bgjob_spec_*`
 //! functions below; `bgjob_start` and `bgjob_run_inline` (src/ffi/spec.rs) start or run it.
 
-use super::boundary;
 use super::spec::{bgjob_spec, spec_mut};
 use super::status::bgjob_status;
 use super::types::bytes_arg;
+use super::{boundary, non_null};
 use crate::error::{Error, Result};
 use crate::process::{OutputMode, ProcessJobSpec};
 use std::ffi::{CStr, OsString, c_char, c_void};
@@ -158,12 +158,9 @@ pub(super) fn process_job_spec(spec: bgjob_spec, op: &str) -> Result<ProcessJobS
 /// # Safety
 /// A non-NULL `ptr` points to a NUL-terminated string.
 unsafe fn os_arg(ptr: *const c_char, what: &str) -> Result<OsString> {
-    if ptr.is_null() {
-        return Err(Error::InvalidArgument(format!("{what} is NULL")));
-    }
     // SAFETY: non-NULL and NUL-terminated, as the caller guarantees.
-    let bytes = unsafe { CStr::from_ptr(ptr) }.to_bytes();
-    Ok(OsString::from_vec(bytes.to_vec()))
+    let s = unsafe { non_null(ptr, what).map(|p| CStr::from_ptr(p)) }?;
+    Ok(OsString::from_vec(s.to_bytes().to_vec()))
 }
 
 /// Makes the spec a *process job* (PowerShell's `Start-Job`): `bgjob_start` then runs the

@@ -469,8 +469,6 @@ fn outcome(rc: i32) -> crate::job::WorkResult {
     }
 }
 
-/// The core's spec of the thread job `spec` describes: what `bgjob_start` queues and
-/// `bgjob_run_inline` runs in place.
 /// A thread job's spec running the C function `work` with `data`.
 fn c_work_spec(
     work: unsafe extern "C" fn(*mut bgjob_context, *mut c_void) -> i32,
@@ -486,6 +484,8 @@ fn c_work_spec(
     })
 }
 
+/// The core's spec of the thread job `spec` describes: what `bgjob_start` queues and
+/// `bgjob_run_inline` runs in place.
 fn thread_job_spec(spec: bgjob_spec) -> Result<JobSpec> {
     let (work, data) = spec.work.ok_or_else(|| {
         Error::InvalidArgument(

@@ -143,7 +143,8 @@ impl ProcessJobSpec {
     /// ended, its records are readable and the callbacks of its finished state have run.
     /// The same checks as [`start`](Self::start) apply first.
     pub fn run_inline(self) -> Result<Arc<Job>> {
-        Ok(crate::spec::wait_finished(self.start_here()?))
+        let (job, _pool) = self.into_job()?;
+        Ok(crate::spec::run_here(job))
     }
 
     /// The first half of [`run_inline`](Self::run_inline): starts the process on this

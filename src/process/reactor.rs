@@ -16,6 +16,7 @@
 use super::output::{OutputMode, Splitter};
 use super::spawn::Spawned;
 use crate::error::{Error, Result};
+use crate::eventfd::EventFd;
 use crate::executor::Completion;
 use crate::fork;
 use crate::job::{Job, JobId};
@@ -59,7 +60,7 @@ pub(crate) struct Reactor {
     /// The fork generation it serves (a forked child starts a reactor of its own).
     generation: u64,
     epoll: OwnedFd,
-    wake: OwnedFd,
+    wake: EventFd,
     inbox: Mutex<Inbox>,
     /// Signalled when the thread exits.
     exited: Condvar,
@@ -132,28 +133,28 @@ pub(crate) fn shutdown(timeout: Option<Duration>) {
 /// In a forked child: fails the process jobs the parent's reactor served (called when a
 /// pool is first used in the child, so they do not stay Running there for ever).
 pub(crate) fn after_fork() {
-    let mut slot = lock(&REACTOR);
-    if slot
-        .as_ref()
-        .is_some_and(|r| r.generation != fork::generation())
-    {
-        orphan(slot.take().expect("checked above"));
-    }
+    drop_stale(&mut lock(&REACTOR), fork::generation());
 }
 
 /// The reactor of this process, made on first use (and anew in a forked child).
 fn current() -> Result<Arc<Reactor>> {
     let mut slot = lock(&REACTOR);
     let generation = fork::generation();
+    drop_stale(&mut slot, generation);
     if let Some(r) = slot.as_ref() {
-        if r.generation == generation {
-            return Ok(r.clone());
-        }
-        orphan(slot.take().expect("checked above"));
+        return Ok(r.clone());
     }
     let r = Arc::new(Reactor::new(generation)?);
     *slot = Some(r.clone());
     Ok(r)
+}
+
+/// Empties `slot` if it holds a reactor of another fork generation (the parent's),
+/// failing the jobs that one served.
+fn drop_stale(slot: &mut Option<Arc<Reactor>>, generation: u64) {
+    if let Some(old) = slot.take_if(|r| r.generation != generation) {
+        orphan(old);
+    }
 }
 
 /// In a forked child: the parent's reactor thread is gone and its processes are not ours.
@@ -198,13 +199,7 @@ impl Reactor {
         }
         // SAFETY: a new descriptor, owned from here on.
         let epoll = unsafe { OwnedFd::from_raw_fd(epoll) };
-        // SAFETY: as above.
-        let wake = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
-        if wake < 0 {
-            return Err(Error::system("eventfd", &std::io::Error::last_os_error()));
-        }
-        // SAFETY: as above.
-        let wake = unsafe { OwnedFd::from_raw_fd(wake) };
+        let wake = EventFd::new().map_err(|e| Error::system("eventfd", &e))?;
         epoll_add(&epoll, wake.as_raw_fd(), libc::EPOLLIN as u32, WAKE_TOKEN)
             .map_err(|e| Error::system("epoll_ctl", &e))?;
         Ok(Reactor {
@@ -263,10 +258,7 @@ impl Reactor {
     }
 
     fn notify(&self) {
-        let one: u64 = 1;
-        // SAFETY: writing 8 bytes from a live u64 to our eventfd. A full counter (EAGAIN)
-        // still leaves it readable, which is all that matters.
-        unsafe { libc::write(self.wake.as_raw_fd(), (&one as *const u64).cast(), 8) };
+        self.wake.notify();
     }
 
     /// The reactor thread.
@@ -290,9 +282,7 @@ impl Reactor {
             for ev in events.iter().take(n.max(0) as usize) {
                 let (token, flags) = (ev.u64, ev.events);
                 if token == WAKE_TOKEN {
-                    let mut buf = 0u64;
-                    // SAFETY: reading 8 bytes into a live u64 from our eventfd.
-                    unsafe { libc::read(self.wake.as_raw_fd(), (&mut buf as *mut u64).cast(), 8) };
+                    self.wake.drain();
                 } else {
                     st.event(&self, token, flags);
                 }
@@ -538,8 +528,7 @@ impl State {
             return;
         }
         match token % KINDS {
-            STDOUT | STDERR => {
-                let which = token % KINDS;
+            which @ (STDOUT | STDERR) => {
                 let e = self.slots[slot].as_mut().expect("checked above");
                 let pipe = if which == STDOUT {
                     &mut e.out
@@ -671,8 +660,6 @@ fn raw(p: &Option<Pipe>) -> RawFd {
     p.as_ref().map_or(-1, |p| p.fd.as_raw_fd())
 }
 
-/// Reads up to `limit` bytes from `pipe` into records of `job`. True at end of file (or
-/// on an error that ends the pipe); false when it would block or the limit was reached.
 /// Writes each payload it is given as a record of `job` on `stream`.
 fn writer(job: &Arc<Job>, stream: Stream) -> impl FnMut(crate::record::Payload) + '_ {
     move |payload| {
@@ -681,6 +668,8 @@ fn writer(job: &Arc<Job>, stream: Stream) -> impl FnMut(crate::record::Payload) 
     }
 }
 
+/// Reads up to `limit` bytes from `pipe` into records of `job`. True at end of file (or
+/// on an error that ends the pipe); false when it would block or the limit was reached.
 fn read_pipe(pipe: &mut Option<Pipe>, job: &Arc<Job>, buf: &mut Vec<u8>, limit: usize) -> bool {
     let Some(p) = pipe.as_mut() else {
         return false;

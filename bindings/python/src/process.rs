@@ -55,10 +55,7 @@ fn argv_arg(func: &str, argv: &Bound<'_, PyAny>) -> PyResult<Vec<OsString>> {
     let items = argv.try_iter().map_err(|_| {
         PyTypeError::new_err(format!(
             "{func}() takes argv as a list of arguments (str, bytes or os.PathLike), not {}",
-            argv.get_type()
-                .name()
-                .map(|n| n.to_string())
-                .unwrap_or_default()
+            type_name(argv)
         ))
     })?;
     let mut out = Vec::new();
@@ -83,10 +80,7 @@ fn env_arg(what: &str, env: &Bound<'_, PyAny>) -> PyResult<Vec<(OsString, OsStri
         PyTypeError::new_err(format!(
             "{what} must be a mapping of variable names to values (such as a dict or \
              os.environ), not {}",
-            env.get_type()
-                .name()
-                .map(|n| n.to_string())
-                .unwrap_or_default()
+            type_name(env)
         ))
     })?;
     let mut out = Vec::new();
@@ -110,6 +104,13 @@ fn repr(obj: &Bound<'_, PyAny>) -> String {
     obj.repr().map(|r| r.to_string()).unwrap_or_default()
 }
 
+fn type_name(obj: &Bound<'_, PyAny>) -> String {
+    obj.get_type()
+        .name()
+        .map(|n| n.to_string())
+        .unwrap_or_default()
+}
+
 /// The bytes to feed to stdin: bytes-like as they are, str encoded as UTF-8.
 fn input_arg(input: &Bound<'_, PyAny>) -> PyResult<Vec<u8>> {
     if let Ok(s) = input.cast::<PyString>() {
@@ -129,17 +130,16 @@ fn input_arg(input: &Bound<'_, PyAny>) -> PyResult<Vec<u8>> {
 
 /// `stop_grace` in seconds as a duration (None: the core's default, 5 s).
 fn grace_arg(grace: Option<f64>) -> PyResult<Option<Duration>> {
-    match grace {
-        None => Ok(None),
-        Some(g) if g >= 0.0 => Duration::try_from_secs_f64(g).map(Some).map_err(|_| {
-            PyValueError::new_err(format!(
-                "stop_grace must be None or a finite number of seconds >= 0, not {g}"
-            ))
-        }),
-        Some(g) => Err(PyValueError::new_err(format!(
-            "stop_grace must be None or a finite number of seconds >= 0, not {g}"
-        ))),
-    }
+    // `try_from_secs_f64` refuses what is negative, not finite or too large.
+    grace
+        .map(|g| {
+            Duration::try_from_secs_f64(g).map_err(|_| {
+                PyValueError::new_err(format!(
+                    "stop_grace must be None or a finite number of seconds >= 0, not {g}"
+                ))
+            })
+        })
+        .transpose()
 }
 
 /// What `start_process_job` and `run_process_job` share, checked and converted.
@@ -329,11 +329,7 @@ pub(crate) fn run_process_job(
         Err(interrupt) => {
             // Stop the job and wait until it has ended, then let the interrupt out: the
             // job ends Stopped, not left running behind the exception.
-            py.detach(|| {
-                job.request_stop();
-                let _ =
-                    bgjob::wait_jobs_forced(std::slice::from_ref(&job), bgjob::WaitMode::All, None);
-            });
+            let _ = py.detach(|| bgjob::stop_job(&job, None));
             Err(interrupt)
         }
     }
