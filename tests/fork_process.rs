@@ -8,22 +8,14 @@ mod common;
 
 use bgjob::{JobState, ProcessJobSpec, default_pool, remove_job, stop_job};
 use common::fork::{in_child, run_to_end};
-use common::{LONG, take_all};
+use common::{LONG, take_all, take_next};
 
 #[test]
 fn a_forked_child_fails_the_parents_process_jobs_and_runs_its_own() {
     let sleeper = ProcessJobSpec::new(["sh", "-c", "echo up; exec sleep 600"])
         .start()
         .unwrap();
-    let up = sleeper
-        .receive(bgjob::ReceiveOptions {
-            max: Some(1),
-            wait: true,
-            timeout: Some(LONG),
-            ..Default::default()
-        })
-        .unwrap();
-    assert_eq!(up.len(), 1);
+    assert_eq!(take_next(&sleeper, 1).len(), 1);
     let outcome = in_child(|| {
         // Using a pool in the child settles what the parent left running.
         let mine = ProcessJobSpec::new(["echo", "child"])

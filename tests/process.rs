@@ -1,6 +1,6 @@
 //! Process jobs through the Rust API: states, records from stdout and stderr, stdin,
-//! environment, working directory, stop with SIGTERM then SIGKILL, scale and hygiene
-//! (threads, descriptors, zombies).
+//! environment, working directory, stop with SIGTERM then SIGKILL. Scale and hygiene
+//! (threads, descriptors, zombies) are in tests/process_scale.rs.
 
 mod common;
 
@@ -8,26 +8,18 @@ use bgjob::{
     Error, Job, JobState, OutputMode, Payload, Pool, ProcessJobSpec, ReceiveOptions, Stream,
     remove_job, repository, stop_job,
 };
-use common::{LONG, by_name, finish, unique, wait_all, wait_for_state};
+use common::{
+    LONG, by_name, eventually, finish, sh, take_all_with_streams, take_next, texts, unique,
+    wait_all,
+};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-fn sh(script: &str) -> ProcessJobSpec {
-    ProcessJobSpec::new(["sh", "-c", script]).name(unique("proc"))
-}
-
-fn records(job: &Arc<Job>) -> Vec<(Stream, String)> {
-    job.receive(ReceiveOptions::default())
-        .unwrap()
-        .into_iter()
-        .map(|r| {
-            (
-                r.stream,
-                String::from_utf8_lossy(r.bytes().unwrap()).into_owned(),
-            )
-        })
-        .collect()
+/// Waits for the job to be done; its state.
+fn finish_state(job: &Arc<Job>) -> JobState {
+    wait_all(std::slice::from_ref(job));
+    job.state()
 }
 
 #[test]
@@ -36,8 +28,7 @@ fn echo_completes_with_its_output_and_reads_like_start_job() {
     assert_eq!(job.type_name(), "ProcessJob");
     assert_eq!(job.location(), "localhost");
     assert_eq!(job.command(), "echo 2");
-    wait_all(std::slice::from_ref(&job));
-    assert_eq!(job.state(), JobState::Completed);
+    assert_eq!(finish_state(&job), JobState::Completed);
     let recs = job.receive(ReceiveOptions::default()).unwrap();
     assert_eq!(recs.len(), 1);
     assert!(matches!(&recs[0].payload, Payload::Text(t) if &**t == "2"));
@@ -69,14 +60,7 @@ fn stdout_and_stderr_interleave_in_the_order_they_arrive() {
     let mut seen = Vec::new();
     for i in 1..=3 {
         for (stream, text) in [(Stream::Output, "out"), (Stream::Error, "err")] {
-            let r = job
-                .receive(ReceiveOptions {
-                    max: Some(1),
-                    wait: true,
-                    timeout: Some(LONG),
-                    ..Default::default()
-                })
-                .unwrap();
+            let r = take_next(&job, 1);
             assert_eq!(r.len(), 1, "record {text}{i} did not come");
             assert_eq!(r[0].stream, stream);
             assert_eq!(r[0].bytes().unwrap(), format!("{text}{i}").as_bytes());
@@ -95,7 +79,7 @@ fn streams_keep_their_own_order_when_written_fast() {
         .start()
         .unwrap();
     wait_all(std::slice::from_ref(&job));
-    let recs = records(&job);
+    let recs = take_all_with_streams(&job);
     let of = |s: Stream, p: &str| -> Vec<String> {
         recs.iter()
             .filter(|(st, _)| *st == s)
@@ -118,11 +102,6 @@ fn a_non_zero_exit_fails_with_the_code() {
         Some("exited with code 3")
     );
     assert_eq!(finish(&job), ["partial"]);
-}
-
-fn finish_state(job: &Arc<Job>) -> JobState {
-    wait_all(std::slice::from_ref(job));
-    job.state()
 }
 
 #[test]
@@ -277,7 +256,7 @@ fn environment_is_inherited_added_to_and_replaced() {
 #[test]
 fn stop_ends_a_sleeping_process_with_sigterm() {
     let job = ProcessJobSpec::new(["sleep", "600"]).start().unwrap();
-    wait_for_state(&job, JobState::Running);
+    assert!(eventually(|| job.state() == JobState::Running));
     stop_job(&job, Some(LONG)).unwrap();
     assert_eq!(job.state(), JobState::Stopped);
     finish(&job);
@@ -290,15 +269,7 @@ fn a_program_that_ignores_sigterm_is_killed_after_the_grace_period() {
         .stop_grace(Duration::from_millis(300))
         .start()
         .unwrap();
-    let r = job
-        .receive(ReceiveOptions {
-            max: Some(1),
-            wait: true,
-            timeout: Some(LONG),
-            ..Default::default()
-        })
-        .unwrap();
-    assert_eq!(common::texts(&r), ["ready"]);
+    assert_eq!(texts(&take_next(&job, 1)), ["ready"]);
     let asked = Instant::now();
     stop_job(&job, Some(LONG)).unwrap();
     assert_eq!(job.state(), JobState::Stopped);
@@ -310,15 +281,7 @@ fn a_program_that_ignores_sigterm_is_killed_after_the_grace_period() {
 #[test]
 fn a_grandchild_holding_stdout_does_not_keep_a_stopped_job_running() {
     let job = sh("sleep 600 & echo started; wait").start().unwrap();
-    let r = job
-        .receive(ReceiveOptions {
-            max: Some(1),
-            wait: true,
-            timeout: Some(LONG),
-            ..Default::default()
-        })
-        .unwrap();
-    assert_eq!(common::texts(&r), ["started"]);
+    assert_eq!(texts(&take_next(&job, 1)), ["started"]);
     stop_job(&job, Some(LONG)).unwrap();
     assert_eq!(job.state(), JobState::Stopped);
     finish(&job);
@@ -394,7 +357,7 @@ fn pool_shutdown_stops_its_running_processes() {
         .pool(&pool)
         .start()
         .unwrap();
-    wait_for_state(&job, JobState::Running);
+    assert!(eventually(|| job.state() == JobState::Running));
     pool.shutdown(Some(LONG)).unwrap();
     assert_eq!(job.state(), JobState::Stopped);
     finish(&job);
@@ -403,7 +366,7 @@ fn pool_shutdown_stops_its_running_processes() {
 #[test]
 fn suspend_is_refused_with_a_reason() {
     let job = ProcessJobSpec::new(["sleep", "600"]).start().unwrap();
-    wait_for_state(&job, JobState::Running);
+    assert!(eventually(|| job.state() == JobState::Running));
     let err = job.suspend().unwrap_err();
     assert!(err.to_string().contains("cannot be suspended"), "{err}");
     stop_job(&job, Some(LONG)).unwrap();
@@ -442,7 +405,7 @@ fn an_inline_run_returns_the_finished_job() {
     let job = sh("echo inline; echo warn >&2").run_inline().unwrap();
     assert_eq!(job.state(), JobState::Completed);
     assert_eq!(
-        records(&job),
+        take_all_with_streams(&job),
         [
             (Stream::Output, "inline".to_string()),
             (Stream::Error, "warn".to_string())
@@ -454,7 +417,7 @@ fn an_inline_run_returns_the_finished_job() {
 #[test]
 fn a_forced_remove_of_a_running_process_job_stops_it() {
     let job = ProcessJobSpec::new(["sleep", "600"]).start().unwrap();
-    wait_for_state(&job, JobState::Running);
+    assert!(eventually(|| job.state() == JobState::Running));
     remove_job(job.id(), true).unwrap();
     assert!(job.state().is_finished());
 }

@@ -5,19 +5,14 @@
 mod common;
 
 use bgjob::{JobState, ProcessJobSpec, remove_job, stop_job};
-use common::{LONG, finish, take_all, unique, wait_all};
+use common::{LONG, eventually, finish, sh, take_all, unique, wait_all};
 use std::collections::HashSet;
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
 
 static EXCLUSIVE: Mutex<()> = Mutex::new(());
 
 fn exclusive() -> std::sync::MutexGuard<'static, ()> {
     EXCLUSIVE.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-fn sh(script: &str) -> ProcessJobSpec {
-    ProcessJobSpec::new(["sh", "-c", script]).name(unique("scale"))
 }
 
 fn threads() -> usize {
@@ -98,11 +93,10 @@ fn five_hundred_processes_at_once_need_few_threads_and_leave_no_zombies() {
     let jobs: Vec<_> = (0..500)
         .map(|_| sh(script).env("G", &gate).start().unwrap())
         .collect();
-    let deadline = Instant::now() + LONG;
-    while jobs.iter().any(|j| j.state() != JobState::Running) {
-        assert!(Instant::now() < deadline, "not all 500 came to run");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    assert!(
+        eventually(|| jobs.iter().all(|j| j.state() == JobState::Running)),
+        "not all 500 came to run"
+    );
     let during = threads();
     std::fs::write(&gate, "").unwrap();
     wait_all(&jobs);

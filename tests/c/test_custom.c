@@ -181,10 +181,8 @@ static bool log_history_is_legal(event_log *l, uint64_t id, bgjob_job_state fina
 /* A spec for a custom job named `name` (NULL = default), its state changes logged to `log`
  * (NULL = none) and, if `stop` is true, its stops handled by on_stop with `log`. */
 static bgjob_spec *custom_spec(const char *name, event_log *log, bool stop) {
-    bgjob_spec *spec = NULL;
-    CHECK_OK(bgjob_spec_new(&spec));
+    bgjob_spec *spec = named_spec(name);
     if (spec == NULL) return NULL;
-    if (name != NULL) CHECK_OK(bgjob_spec_set_name(spec, name));
     if (log != NULL) CHECK_OK(bgjob_spec_on_state_changed(spec, on_state, log, log_finalize));
     if (log != NULL && stop) CHECK_OK(bgjob_spec_on_stop(spec, on_stop, log, stop_finalize));
     return spec;
@@ -568,10 +566,8 @@ static void test_a_stop_the_callback_does_not_end_times_out_and_stays_stopping(v
 /* A custom parent named `name` with children "east" and a default-named one; its state
  * changes go to `parent_log`, its children's stops to `stop_log`. */
 static uint64_t create_parent(const char *name, event_log *parent_log, event_log *stop_log) {
-    bgjob_spec *spec = NULL;
-    CHECK_OK(bgjob_spec_new(&spec));
+    bgjob_spec *spec = named_spec(name);
     if (spec == NULL) return 0;
-    CHECK_OK(bgjob_spec_set_name(spec, name));
     CHECK_OK(bgjob_spec_set_command(spec, "replicate"));
     CHECK_OK(bgjob_spec_set_location(spec, "cluster"));
     CHECK_OK(bgjob_spec_set_type_name(spec, "RemoteJob"));
@@ -710,10 +706,8 @@ static int32_t work_scripted(bgjob_context *ctx, void *user_data) {
 static bgjob_spec *scripted_spec(script *s, int32_t rc, event_log *log) {
     probe_init(&s->p, 0);
     s->rc = rc;
-    bgjob_spec *spec = NULL;
-    CHECK_OK(bgjob_spec_new(&spec));
+    bgjob_spec *spec = named_spec("scripted");
     if (spec == NULL) return NULL;
-    CHECK_OK(bgjob_spec_set_name(spec, "scripted"));
     CHECK_OK(bgjob_spec_set_command(spec, "work_scripted"));
     CHECK_OK(bgjob_spec_set_work(spec, work_scripted, &s->p, probe_finalize));
     CHECK_OK(bgjob_spec_on_state_changed(spec, on_state, log, log_finalize));

@@ -28,15 +28,18 @@ static const char *jname(char *buf, size_t size, const char *what) {
     return buf;
 }
 
+/* A fresh spec named `<prefix>-what`. */
+static bgjob_spec *new_spec(const char *what) {
+    char name[128];
+    return named_spec(jname(name, sizeof name, what));
+}
+
 /* A spec for a process job named `<prefix>-what` running argv (NULL-terminated list). */
 static bgjob_spec *proc_spec(const char *what, const char *const *argv) {
     size_t argc = 0;
     while (argv[argc] != NULL) argc++;
-    bgjob_spec *spec = NULL;
-    CHECK_OK(bgjob_spec_new(&spec));
+    bgjob_spec *spec = new_spec(what);
     if (spec == NULL) return NULL;
-    char name[128];
-    CHECK_OK(bgjob_spec_set_name(spec, jname(name, sizeof name, what)));
     CHECK_OK(bgjob_spec_set_argv(spec, argv, argc));
     return spec;
 }
@@ -74,6 +77,24 @@ static bgjob_records *take_one(uint64_t id) {
     CHECK_OK(bgjob_receive(id, BGJOB_RECEIVE_WAIT, 1, LONG_MS, &recs));
     CHECK(bgjob_records_count(recs) == 1);
     return recs;
+}
+
+/* Takes every record of the job: whether they are exactly one Output record, `text`. */
+static bool output_is_only(uint64_t id, const char *text) {
+    bgjob_records *recs = take_all(id);
+    bool ok = bgjob_records_count(recs) == 1 && record_is(recs, 0, BGJOB_STREAM_OUTPUT, text);
+    bgjob_records_free(recs);
+    return ok;
+}
+
+/* Whether the text field of the job's info that `field` reads is exactly `want`. */
+static bool info_text_is(uint64_t id, const char *(*field)(const bgjob_job_info *),
+                         const char *want) {
+    bgjob_job_info *info = NULL;
+    CHECK_OK(bgjob_get_job(id, &info));
+    bool ok = info != NULL && field(info) != NULL && strcmp(field(info), want) == 0;
+    bgjob_job_info_free(info);
+    return ok;
 }
 
 /* The job's state info reason ("" if none); copied into buf. */
@@ -155,10 +176,7 @@ static void test_command_text_can_be_set(void) {
     CHECK_OK(bgjob_spec_set_command(spec, "the truth"));
     uint64_t id = start_spec(spec);
     CHECK(wait_done(id) == BGJOB_STATE_COMPLETED);
-    bgjob_job_info *info = NULL;
-    CHECK_OK(bgjob_get_job(id, &info));
-    if (info != NULL) CHECK(strcmp(bgjob_job_info_command(info), "the truth") == 0);
-    bgjob_job_info_free(info);
+    CHECK(info_text_is(id, bgjob_job_info_command, "the truth"));
     CHECK_OK(bgjob_remove(id, false));
 }
 
@@ -256,9 +274,7 @@ static void test_exit_code_fails_the_job(void) {
     reason_of(id, reason, sizeof reason);
     CHECK(strstr(reason, "exited with code 3") != NULL);
     /* What it wrote before failing is there. */
-    bgjob_records *recs = take_all(id);
-    CHECK(bgjob_records_count(recs) == 1 && record_is(recs, 0, BGJOB_STREAM_OUTPUT, "before"));
-    bgjob_records_free(recs);
+    CHECK(output_is_only(id, "before"));
     CHECK_OK(bgjob_remove(id, false));
 }
 
@@ -306,10 +322,7 @@ static void test_killed_by_a_signal_it_was_not_sent_by_us_fails_naming_it(void) 
         CHECK(strstr(reason, "signal") != NULL);
         if (strstr(reason, cases[i].name) == NULL) fprintf(stderr, "  (reason: %s)\n", reason);
         /* What it wrote before the signal is there; nothing after. */
-        bgjob_records *recs = take_all(id);
-        CHECK(bgjob_records_count(recs) == 1 &&
-              record_is(recs, 0, BGJOB_STREAM_OUTPUT, "before"));
-        bgjob_records_free(recs);
+        CHECK(output_is_only(id, "before"));
         CHECK_OK(bgjob_remove(id, false));
     }
 }
@@ -371,9 +384,7 @@ static void test_bad_working_directory_is_a_system_error(void) {
     CHECK_OK(bgjob_spec_set_working_directory(spec, g_tmp));
     id = start_spec(spec);
     CHECK(wait_done(id) == BGJOB_STATE_COMPLETED);
-    bgjob_records *recs = take_all(id);
-    CHECK(bgjob_records_count(recs) == 1 && record_is(recs, 0, BGJOB_STREAM_OUTPUT, g_tmp));
-    bgjob_records_free(recs);
+    CHECK(output_is_only(id, g_tmp));
     CHECK_OK(bgjob_remove(id, false));
 }
 
@@ -614,10 +625,7 @@ static void test_a_throttled_pool_holds_the_next_process_until_one_ends(void) {
     const char *want[] = {"got one", "got two"};
     for (size_t i = 0; i < 2; i++) {
         CHECK(state_of(ids[i]) == BGJOB_STATE_COMPLETED);
-        bgjob_records *recs = take_all(ids[i]);
-        CHECK(bgjob_records_count(recs) == 1 &&
-              record_is(recs, 0, BGJOB_STREAM_OUTPUT, want[i]));
-        bgjob_records_free(recs);
+        CHECK(output_is_only(ids[i], want[i]));
         CHECK_OK(bgjob_remove(ids[i], false));
     }
     if (fd >= 0) close(fd);
@@ -717,10 +725,7 @@ static void test_hundreds_at_once_need_few_threads_and_leave_no_zombies(void) {
     size_t completed = 0, right_output = 0;
     for (size_t i = 0; i < count; i++) {
         if (state_of(ids[i]) == BGJOB_STATE_COMPLETED) completed++;
-        bgjob_records *recs = take_all(ids[i]);
-        if (bgjob_records_count(recs) == 1 && record_is(recs, 0, BGJOB_STREAM_OUTPUT, "done"))
-            right_output++;
-        bgjob_records_free(recs);
+        if (output_is_only(ids[i], "done")) right_output++;
         CHECK_OK(bgjob_remove(ids[i], false));
     }
     CHECK(completed == count);
@@ -729,43 +734,6 @@ static void test_hundreds_at_once_need_few_threads_and_leave_no_zombies(void) {
     unlink(gate);
     free(ids);
     free(done);
-}
-
-/* The names of this process's open descriptors, sorted, as one string. */
-static char *fd_list(void) {
-    size_t cap = 4096, len = 0;
-    char *out = malloc(cap);
-    if (out == NULL) return NULL;
-    out[0] = '\0';
-    int fds[4096];
-    size_t n = 0;
-    DIR *d = opendir("/proc/self/fd");
-    if (d == NULL) {
-        free(out);
-        return NULL;
-    }
-    struct dirent *e;
-    while ((e = readdir(d)) != NULL && n < 4096)
-        if (e->d_name[0] != '.') fds[n++] = atoi(e->d_name);
-    closedir(d);
-    for (size_t i = 1; i < n; i++)
-        for (size_t j = i; j > 0 && fds[j - 1] > fds[j]; j--) {
-            int t = fds[j];
-            fds[j] = fds[j - 1];
-            fds[j - 1] = t;
-        }
-    for (size_t i = 0; i < n; i++) {
-        if (len + 16 > cap) {
-            char *bigger = realloc(out, cap *= 2);
-            if (bigger == NULL) {
-                free(out);
-                return NULL;
-            }
-            out = bigger;
-        }
-        len += (size_t)snprintf(out + len, cap - len, "%d ", fds[i]);
-    }
-    return out;
 }
 
 /* This process's open descriptors (sorted, the listing's own excluded) into fds, with
@@ -803,6 +771,13 @@ static bool fd_in(const int *fds, size_t n, int fd) {
     for (size_t i = 0; i < n; i++)
         if (fds[i] == fd) return true;
     return false;
+}
+
+/* Prints "label: fd fd ..." to stderr, for a failed check. */
+static void print_fds(const char *label, const int *fds, size_t n) {
+    fprintf(stderr, "  (%s:", label);
+    for (size_t i = 0; i < n; i++) fprintf(stderr, " %d", fds[i]);
+    fprintf(stderr, ")\n");
 }
 
 static void test_no_descriptor_leaks_into_another_jobs_process(void) {
@@ -858,11 +833,8 @@ static void test_no_descriptor_leaks_into_another_jobs_process(void) {
         if (!fd_in(expect, nexpect, got[i])) same = false;
     CHECK(same);
     if (!same) {
-        fprintf(stderr, "  (the job's process had fds:");
-        for (size_t i = 0; i < ngot; i++) fprintf(stderr, " %d", got[i]);
-        fprintf(stderr, "; expected:");
-        for (size_t i = 0; i < nexpect; i++) fprintf(stderr, " %d", expect[i]);
-        fprintf(stderr, ")\n");
+        print_fds("the job's process had fds", got, ngot);
+        print_fds("expected", expect, nexpect);
     }
     CHECK_OK(bgjob_remove(id, false));
     for (size_t i = 0; i < SLEEPERS; i++) {
@@ -873,14 +845,17 @@ static void test_no_descriptor_leaks_into_another_jobs_process(void) {
 }
 
 static void test_a_thousand_jobs_leave_the_descriptors_as_they_were(void) {
+    enum { CAP = 4096 };
+    static int before[CAP], after[CAP];
+    static bool before_cx[CAP], after_cx[CAP];
     const size_t batches = sanitizing() ? 2 : 10, per_batch = 100;
     const char *argv[] = {"true", NULL};
     /* Warm up: the default pool and the reactor exist, with their descriptors. */
     uint64_t id = start_spec(proc_spec("true", argv));
     CHECK(wait_done(id) == BGJOB_STATE_COMPLETED);
     CHECK_OK(bgjob_remove(id, false));
-    char *before = fd_list();
-    CHECK(before != NULL);
+    size_t nbefore = open_fds(before, before_cx, CAP);
+    CHECK(nbefore >= 3);
     uint64_t ids[100];
     size_t completed = 0;
     for (size_t b = 0; b < batches; b++) {
@@ -892,13 +867,13 @@ static void test_a_thousand_jobs_leave_the_descriptors_as_they_were(void) {
         }
     }
     CHECK(completed == batches * per_batch);
-    char *after = fd_list();
-    CHECK(after != NULL);
-    CHECK(before != NULL && after != NULL && strcmp(before, after) == 0);
-    if (before != NULL && after != NULL && strcmp(before, after) != 0)
-        fprintf(stderr, "  (fds before: %s\n   fds after:  %s)\n", before, after);
-    free(before);
-    free(after);
+    size_t nafter = open_fds(after, after_cx, CAP);
+    bool same = nafter == nbefore && memcmp(before, after, nbefore * sizeof *before) == 0;
+    CHECK(same);
+    if (!same) {
+        print_fds("fds before", before, nbefore);
+        print_fds("fds after", after, nafter);
+    }
     CHECK(zombies() == 0);
 }
 
@@ -910,15 +885,6 @@ static void test_a_thousand_jobs_leave_the_descriptors_as_they_were(void) {
         CHECK_STATUS((expr), (want));                                                   \
         CHECK(bgjob_last_error_message()[0] != '\0');                                   \
     } while (0)
-
-/* A fresh spec (for misuse checks) named under the prefix. */
-static bgjob_spec *new_spec(const char *what) {
-    bgjob_spec *spec = NULL;
-    CHECK_OK(bgjob_spec_new(&spec));
-    char name[128];
-    if (spec != NULL) CHECK_OK(bgjob_spec_set_name(spec, jname(name, sizeof name, what)));
-    return spec;
-}
 
 static int32_t work_nothing(bgjob_context *ctx, void *user_data) {
     (void)ctx;
@@ -957,9 +923,7 @@ static void test_misuse_of_the_process_settings(void) {
     uint64_t id = 0;
     CHECK_OK(bgjob_run_inline(spec, &id));
     CHECK(state_of(id) == BGJOB_STATE_COMPLETED);
-    bgjob_records *recs = take_all(id);
-    CHECK(bgjob_records_count(recs) == 1 && record_is(recs, 0, BGJOB_STREAM_OUTPUT, "x"));
-    bgjob_records_free(recs);
+    CHECK(output_is_only(id, "x"));
     CHECK_OK(bgjob_remove(id, false));
 }
 
@@ -1070,10 +1034,7 @@ static void test_run_inline_runs_the_process_here(void) {
     CHECK(has_record(recs, BGJOB_STREAM_OUTPUT, "out"));
     CHECK(has_record(recs, BGJOB_STREAM_ERROR, "err"));
     bgjob_records_free(recs);
-    bgjob_job_info *info = NULL;
-    CHECK_OK(bgjob_get_job(id, &info));
-    if (info != NULL) CHECK(strcmp(bgjob_job_info_type_name(info), "ProcessJob") == 0);
-    bgjob_job_info_free(info);
+    CHECK(info_text_is(id, bgjob_job_info_type_name, "ProcessJob"));
     CHECK_OK(bgjob_remove(id, false));
 }
 
@@ -1085,9 +1046,7 @@ static void test_argv_is_bytes_and_replaced(void) {
     CHECK_OK(bgjob_spec_set_argv(spec, argv, 3));
     uint64_t id = start_spec(spec);
     CHECK(wait_done(id) == BGJOB_STATE_COMPLETED);
-    bgjob_records *recs = take_all(id);
-    CHECK(bgjob_records_count(recs) == 1 && record_is(recs, 0, BGJOB_STREAM_OUTPUT, "caf\xe9"));
-    bgjob_records_free(recs);
+    CHECK(output_is_only(id, "caf\xe9"));
     CHECK_OK(bgjob_remove(id, false));
 }
 

@@ -95,14 +95,20 @@ static inline int32_t work_coop(bgjob_context *ctx, void *user_data) {
     return 0;
 }
 
+/* A new spec named `name` (NULL = default name); NULL after a failed CHECK. */
+static inline bgjob_spec *named_spec(const char *name) {
+    bgjob_spec *spec = NULL;
+    CHECK_OK(bgjob_spec_new(&spec));
+    if (spec != NULL && name != NULL) CHECK_OK(bgjob_spec_set_name(spec, name));
+    return spec;
+}
+
 /* Starts a job with `work(user_data)` (finalizer may be NULL) on `pool` (NULL = default
  * pool), named `name` (NULL = default name). Returns its id, or 0 after a failed CHECK. */
 static inline uint64_t start_job(const char *name, bgjob_work_fn work, void *user_data,
                                  bgjob_finalizer finalizer, const bgjob_pool *pool) {
-    bgjob_spec *spec = NULL;
-    CHECK_OK(bgjob_spec_new(&spec));
+    bgjob_spec *spec = named_spec(name);
     if (spec == NULL) return 0;
-    if (name != NULL) CHECK_OK(bgjob_spec_set_name(spec, name));
     CHECK_OK(bgjob_spec_set_work(spec, work, user_data, finalizer));
     if (pool != NULL) CHECK_OK(bgjob_spec_set_pool(spec, pool));
     uint64_t id = 0;

@@ -10,8 +10,8 @@
 pub mod fork;
 
 use bgjob::{
-    Job, JobFilter, JobId, JobState, ReceiveOptions, Record, WaitMode, WildcardPattern, remove_job,
-    wait_jobs,
+    Job, JobFilter, JobId, JobState, ProcessJobSpec, ReceiveOptions, Record, Stream, WaitMode,
+    WildcardPattern, remove_job, wait_jobs,
 };
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc;
@@ -61,30 +61,42 @@ pub fn take_all(job: &Arc<Job>) -> Vec<String> {
     texts(&job.receive(ReceiveOptions::default()).unwrap())
 }
 
+/// Like `take_all`, each text with the stream it came on.
+pub fn take_all_with_streams(job: &Arc<Job>) -> Vec<(Stream, String)> {
+    job.receive(ReceiveOptions::default())
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r.stream,
+                String::from_utf8_lossy(r.bytes().expect("a bytes record")).into_owned(),
+            )
+        })
+        .collect()
+}
+
+/// Takes the next `max` records, waiting for them up to `LONG` (fewer if it runs out).
+pub fn take_next(job: &Arc<Job>, max: usize) -> Vec<Record> {
+    job.receive(ReceiveOptions {
+        max: Some(max),
+        wait: true,
+        timeout: Some(LONG),
+        ..Default::default()
+    })
+    .unwrap()
+}
+
+/// `sh -c script`, uniquely named.
+pub fn sh(script: &str) -> ProcessJobSpec {
+    ProcessJobSpec::new(["sh", "-c", script]).name(unique("sh"))
+}
+
 /// Waits for the job to be done, then takes its records' text and removes it.
 pub fn finish(job: &Arc<Job>) -> Vec<String> {
     wait_all(std::slice::from_ref(job));
     let out = take_all(job);
     remove_job(job.id(), false).unwrap();
     out
-}
-
-/// Blocks until the job is in `state` (told by a state-change callback; fails the test
-/// after `LONG`).
-pub fn wait_for_state(job: &Arc<Job>, state: JobState) {
-    let (tx, rx) = mpsc::channel();
-    let tx = Mutex::new(tx);
-    let reg = job.on_state_changed(Box::new(move |e| {
-        let _ = tx.lock().unwrap().send(e.state_info.state);
-    }));
-    let deadline = Instant::now() + LONG;
-    while job.state() != state {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if rx.recv_timeout(left).expect("the state never came") == state {
-            break;
-        }
-    }
-    job.unregister(reg);
 }
 
 /// Polls `cond` until it holds or `LONG` passes; false if it never held.
