@@ -314,9 +314,9 @@ def table(started: str, header: str) -> list[str]:
             out.append(f"  {r.system + measure:<36} {fmt(r.value):>10}  {r.unit:<14} "
                        f"{ratio:>8}")
         floor = next((r for r in rows if r.system == FLOOR), None)
-        bg = next((r for r in rows if r.system == BASE), None)
-        if floor is not None and bg is not None and floor.unit == bg.unit and floor.value:
-            out.append(f"  {BASE} / {FLOOR}{measure}: {bg.value / floor.value:.2f}x")
+        if (floor is not None and base is not None and base.system == BASE
+                and floor.unit == base.unit and floor.value):
+            out.append(f"  {BASE} / {FLOOR}{measure}: {base.value / floor.value:.2f}x")
         if note:
             out.append(note)
     return out

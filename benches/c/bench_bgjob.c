@@ -172,26 +172,36 @@ static double w1_round(uint64_t *ids, size_t n) {
     return (t1 - t0) + (t3 - t2);
 }
 
+/* W1 and W2: a warm-up round, then the median of ROUNDS rounds of `items` jobs or trips,
+ * once starting with bgjob_start_fn (system `bgjob`) and once through a spec
+ * (`bgjob-spec`). */
+static void bench_both_starts(const char *workload, double (*round)(uint64_t *, size_t),
+                              uint64_t *ids, size_t items, const char *unit) {
+    for (g_use_spec = 0; g_use_spec < 2; g_use_spec++) {
+        double t[ROUNDS];
+        round(ids, items);
+        for (int r = 0; r < ROUNDS; r++) {
+            t[r] = round(ids, items) / (double)items * 1e6;
+            fprintf(stderr, "  %s%s round %d: %.3f %s\n", workload,
+                    g_use_spec ? " (spec)" : "", r, t[r], unit);
+        }
+        result_as(workload, g_use_spec ? "bgjob-spec" : "bgjob", median(t, ROUNDS), unit);
+    }
+    g_use_spec = 0;
+}
+
 static void bench_w1(void) {
     size_t n = scaled(100000);
     uint64_t *ids = xmalloc(n * sizeof *ids);
-    for (g_use_spec = 0; g_use_spec < 2; g_use_spec++) {
-        double t[ROUNDS];
-        w1_round(ids, n);
-        for (int r = 0; r < ROUNDS; r++) {
-            t[r] = w1_round(ids, n) / (double)n * 1e6;
-            fprintf(stderr, "  W1%s round %d: %.3f us/job\n", g_use_spec ? " (spec)" : "", r,
-                    t[r]);
-        }
-        result_as("W1", g_use_spec ? "bgjob-spec" : "bgjob", median(t, ROUNDS), "us/job");
-    }
-    g_use_spec = 0;
+    bench_both_starts("W1", w1_round, ids, n, "us/job");
     free(ids);
 }
 
 /* ----- W2: round trip ----------------------------------------------------------------- */
 
-static double w2_round(size_t n) {
+/* Seconds for n round trips (`ids` is unused: the signature is w1_round's). */
+static double w2_round(uint64_t *ids, size_t n) {
+    (void)ids;
     double t0 = now_s();
     for (size_t i = 0; i < n; i++) {
         uint64_t id = start_plain();
@@ -205,17 +215,7 @@ static double w2_round(size_t n) {
 static void bench_w2(void) {
     size_t n = scaled(100000) / 10;
     if (n == 0) n = 1;
-    for (g_use_spec = 0; g_use_spec < 2; g_use_spec++) {
-        double t[ROUNDS];
-        w2_round(n);
-        for (int r = 0; r < ROUNDS; r++) {
-            t[r] = w2_round(n) / (double)n * 1e6;
-            fprintf(stderr, "  W2%s round %d: %.3f us/roundtrip\n", g_use_spec ? " (spec)" : "",
-                    r, t[r]);
-        }
-        result_as("W2", g_use_spec ? "bgjob-spec" : "bgjob", median(t, ROUNDS), "us/roundtrip");
-    }
-    g_use_spec = 0;
+    bench_both_starts("W2", w2_round, NULL, n, "us/roundtrip");
 }
 
 /* ----- W3: callbacks ------------------------------------------------------------------ */
@@ -346,8 +346,9 @@ static double w4_round(size_t count, size_t max, uint32_t flags, size_t *batches
         got += k;
         batches++;
         bgjob_records_free(recs);
-        if (k == 0 && !(flags & BGJOB_RECEIVE_WAIT)) sched_yield();
-        if (k == 0 && (flags & BGJOB_RECEIVE_WAIT)) {
+        if (k == 0 && !(flags & BGJOB_RECEIVE_WAIT)) {
+            sched_yield();
+        } else if (k == 0) {
             bgjob_job_state s;
             CHECK(bgjob_get_state(id, &s));
             if (bgjob_state_is_finished(s) && got < count) fail("W4: job finished, records missing");
@@ -364,7 +365,7 @@ static double w4_round(size_t count, size_t max, uint32_t flags, size_t *batches
 
 static void bench_w4(void) {
     size_t count = scaled(1000000);
-    const size_t max = 65536; /* "large": see the note in the report / stderr variants */
+    const size_t max = 65536; /* "large": other limits are the stderr variants below */
     double t[ROUNDS_W4];
     size_t batches = 0;
     w4_round(count / 10 ? count / 10 : 1, max, BGJOB_RECEIVE_WAIT, NULL);

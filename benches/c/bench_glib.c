@@ -41,8 +41,6 @@
 
 #include <stdio.h>
 #include <stdlib.h>
-#include <time.h>
-#include <unistd.h>
 
 #include <glib.h>
 
@@ -160,11 +158,7 @@ static double w3_round(long n)
 int main(int argc, char **argv)
 {
     long n = parse_n(argc, argv, G_MAXINT);
-    long rt = n / 10 > 0 ? n / 10 : 1;
-
-    long cores = sysconf(_SC_NPROCESSORS_ONLN);
-    if (cores < 1)
-        cores = 1;
+    long cores = online_cores();
     fprintf(stderr, "bench_glib: GLib %u.%u.%u, max_threads=%ld, N=%ld\n",
             glib_major_version, glib_minor_version, glib_micro_version,
             cores, n);
@@ -181,13 +175,7 @@ int main(int argc, char **argv)
         return 1;
     }
 
-    double w1 = median_of_rounds("bench_glib", "W1", w1_round, n);
-    double w2 = median_of_rounds("bench_glib", "W2", w2_round, rt);
-    double w3 = median_of_rounds("bench_glib", "W3", w3_round, n);
-
-    printf("RESULT W1 glib %.3f us/job\n", w1 / 1e3 / (double)n);
-    printf("RESULT W2 glib %.2f us/roundtrip\n", w2 / 1e3 / (double)rt);
-    printf("RESULT W3 glib %.3f us/job\n", w3 / 1e3 / (double)n);
+    run_w1_w3("bench_glib", "glib", n, w1_round, w2_round, w3_round);
 
     g_thread_pool_free(pool, FALSE, TRUE);
     g_async_queue_unref(ctx.completions);

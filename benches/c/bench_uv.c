@@ -32,9 +32,6 @@
 
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
-#include <time.h>
-#include <unistd.h>
 
 #include <uv.h>
 
@@ -75,20 +72,28 @@ static void run_loop_to_completion(void)
     }
 }
 
-/* W1: N jobs without completion callback. Returns ns for the round. */
-static double w1_round(long n)
+/* Queues n no-op jobs (with `after`, or none) into a fresh uv_work_t array, which the
+ * caller frees once the loop has run them. */
+static uv_work_t *queue_jobs(long n, uv_after_work_cb after)
 {
-    double t0 = now_ns();
     uv_work_t *reqs = malloc((size_t)n * sizeof *reqs);
     if (!reqs) {
         fprintf(stderr, "bench_uv: out of memory\n");
         exit(1);
     }
     for (long i = 0; i < n; i++) {
-        int rc = uv_queue_work(loop, &reqs[i], noop_work, NULL);
+        int rc = uv_queue_work(loop, &reqs[i], noop_work, after);
         if (rc != 0)
             die_uv("uv_queue_work", rc);
     }
+    return reqs;
+}
+
+/* W1: N jobs without completion callback. Returns ns for the round. */
+static double w1_round(long n)
+{
+    double t0 = now_ns();
+    uv_work_t *reqs = queue_jobs(n, NULL);
     run_loop_to_completion();
     free(reqs);
     return now_ns() - t0;
@@ -113,16 +118,7 @@ static double w3_round(long n)
 {
     w3_completed = 0;
     double t0 = now_ns();
-    uv_work_t *reqs = malloc((size_t)n * sizeof *reqs);
-    if (!reqs) {
-        fprintf(stderr, "bench_uv: out of memory\n");
-        exit(1);
-    }
-    for (long i = 0; i < n; i++) {
-        int rc = uv_queue_work(loop, &reqs[i], noop_work, count_after_work);
-        if (rc != 0)
-            die_uv("uv_queue_work", rc);
-    }
+    uv_work_t *reqs = queue_jobs(n, count_after_work);
     while (w3_completed < n) {
         if (!uv_run(loop, UV_RUN_DEFAULT) && w3_completed < n) {
             fprintf(stderr, "bench_uv: loop idle with %ld/%ld callbacks\n",
@@ -138,11 +134,7 @@ static double w3_round(long n)
 int main(int argc, char **argv)
 {
     long n = parse_n(argc, argv, LONG_MAX);
-    long rt = n / 10 > 0 ? n / 10 : 1;
-
-    long cores = sysconf(_SC_NPROCESSORS_ONLN);
-    if (cores < 1)
-        cores = 1;
+    long cores = online_cores();
     char buf[32];
     snprintf(buf, sizeof buf, "%ld", cores);
     /* Must happen before the first uv_queue_work (libuv reads it once). */
@@ -159,13 +151,7 @@ int main(int argc, char **argv)
         return 1;
     }
 
-    double w1 = median_of_rounds("bench_uv", "W1", w1_round, n);
-    double w2 = median_of_rounds("bench_uv", "W2", w2_round, rt);
-    double w3 = median_of_rounds("bench_uv", "W3", w3_round, n);
-
-    printf("RESULT W1 libuv %.3f us/job\n", w1 / 1e3 / (double)n);
-    printf("RESULT W2 libuv %.2f us/roundtrip\n", w2 / 1e3 / (double)rt);
-    printf("RESULT W3 libuv %.3f us/job\n", w3 / 1e3 / (double)n);
+    run_w1_w3("bench_uv", "libuv", n, w1_round, w2_round, w3_round);
 
     int rc = uv_loop_close(loop);
     if (rc != 0)

@@ -1,6 +1,7 @@
 /* What the peer benchmarks (bench_uv.c, bench_glib.c) share: a monotonic clock, the
- * median of ROUNDS timed rounds after a warm-up, and the N argument. Header-only: each
- * program includes it once. */
+ * median of ROUNDS timed rounds after a warm-up, the N argument, the core count, and
+ * running W1-W3 and printing their RESULT lines. Header-only: each program includes it
+ * once. */
 #ifndef BGJOB_PEER_BENCH_H
 #define BGJOB_PEER_BENCH_H
 
@@ -8,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
+#include <unistd.h>
 
 #define ROUNDS 5
 
@@ -55,6 +57,27 @@ static long parse_n(int argc, char **argv, long max)
         }
     }
     return n;
+}
+
+/* Online cores (at least 1): every system in the suite uses this many workers. */
+static long online_cores(void)
+{
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    return cores < 1 ? 1 : cores;
+}
+
+/* W1 (n jobs), W2 (n/10 round trips, at least 1) and W3 (n jobs), each measured by
+ * median_of_rounds, then their three `RESULT <W> <system> ...` lines on stdout. */
+static void run_w1_w3(const char *prog, const char *system, long n, double (*w1_round)(long),
+                      double (*w2_round)(long), double (*w3_round)(long))
+{
+    long rt = n / 10 > 0 ? n / 10 : 1;
+    double w1 = median_of_rounds(prog, "W1", w1_round, n);
+    double w2 = median_of_rounds(prog, "W2", w2_round, rt);
+    double w3 = median_of_rounds(prog, "W3", w3_round, n);
+    printf("RESULT W1 %s %.3f us/job\n", system, w1 / 1e3 / (double)n);
+    printf("RESULT W2 %s %.2f us/roundtrip\n", system, w2 / 1e3 / (double)rt);
+    printf("RESULT W3 %s %.3f us/job\n", system, w3 / 1e3 / (double)n);
 }
 
 #endif
