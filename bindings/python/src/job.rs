@@ -444,9 +444,7 @@ fn process_output<'py>(py: Python<'py>, job: &Arc<bgjob::Job>) -> PyResult<Bound
     let records = job
         .receive(ReceiveOptions {
             keep: true,
-            max: None,
-            wait: false,
-            timeout: None,
+            ..ReceiveOptions::default()
         })
         .py_err()?;
     let out = PyList::empty(py);

@@ -69,6 +69,21 @@ fn command_of(callable: &Bound<'_, PyAny>) -> String {
         .unwrap_or_else(|_| callable.repr().map(|r| r.to_string()).unwrap_or_default())
 }
 
+/// The spec of a thread job running `callable(*args, **kwargs)`, shown as `command`.
+fn work_spec(
+    callable: Bound<'_, PyAny>,
+    args: Bound<'_, PyTuple>,
+    kwargs: Option<Bound<'_, PyDict>>,
+    command: String,
+) -> bgjob::JobSpec {
+    let work = context::PythonWork {
+        callable: callable.unbind(),
+        args: args.unbind(),
+        kwargs: kwargs.map(Bound::unbind),
+    };
+    bgjob::JobSpec::new(move |ctx| work.run(ctx)).command(command)
+}
+
 /// The spec of a thread job running `fn(*args, **kwargs)`, for `start_job` and `run_job`.
 fn thread_spec(
     what: &str,
@@ -85,12 +100,7 @@ fn thread_spec(
         )));
     }
     let command = command_of(&r#fn);
-    let work = context::PythonWork {
-        callable: r#fn.unbind(),
-        args: args.unbind(),
-        kwargs: kwargs.map(Bound::unbind),
-    };
-    let mut spec = bgjob::JobSpec::new(move |ctx| work.run(ctx)).command(command);
+    let mut spec = work_spec(r#fn, args, kwargs, command);
     if let Some(n) = name {
         spec = spec.name(n);
     }
@@ -133,14 +143,8 @@ fn _start_task(
     shown_as: Bound<'_, PyAny>,
     not_run: Py<PyAny>,
 ) -> PyResult<JobHandle> {
-    let py = r#fn.py();
-    let work = context::PythonWork {
-        callable: r#fn.unbind(),
-        args: PyTuple::empty(py).unbind(),
-        kwargs: None,
-    };
-    let spec = bgjob::JobSpec::new(move |ctx| work.run(ctx))
-        .command(command_of(&shown_as))
+    let args = PyTuple::empty(r#fn.py());
+    let spec = work_spec(r#fn, args, None, command_of(&shown_as))
         .pool(&pool.pool)
         .on_state_changed_boxed(job::task_end_callback(not_run));
     Ok(JobHandle(spec.start().py_err()?))

@@ -19,7 +19,8 @@ import pytest
 
 import bgjob
 from bgjob import ErrorRecord, JobState
-from _support import Recorder, poll_until, read_line, spawn_python, wait_event
+from _support import (Recorder, os_thread_count, poll_until, read_line, spawn_python,
+                      wait_event)
 
 LONG = 60.0
 
@@ -433,14 +434,6 @@ def test_argument_errors_are_clear(jobs):
 
 # --- scale ------------------------------------------------------------------------------
 
-def _threads() -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("Threads:"):
-                return int(line.split()[1])
-    raise AssertionError("no Threads: line")
-
-
 def _zombie_children() -> list:
     me = os.getpid()
     found = []
@@ -465,13 +458,11 @@ def test_500_processes_run_at_once_on_a_few_threads(jobs, tmp_path):
         resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
     gate = tmp_path / "gate"
     script = 'while [ ! -e "$G" ]; do sleep 0.05; done; echo done'
-    before = _threads()
+    before = os_thread_count()
     started = [sh(jobs, script, add_env={"G": str(gate)}) for _ in range(500)]
-    deadline = time.monotonic() + LONG
-    while any(j.state is not JobState.Running for j in started):
-        assert time.monotonic() < deadline, "not all 500 came to run"
-        time.sleep(0.02)
-    during = _threads()
+    poll_until(lambda: all(j.state is JobState.Running for j in started), LONG,
+               what="all 500 to run")
+    during = os_thread_count()
     assert during <= before + (os.cpu_count() or 1) + 3, (before, during)
     gate.write_text("")
     done = bgjob.wait_jobs(started, timeout=LONG * 2)

@@ -3,16 +3,17 @@
 Start work in the background and get a ``Job`` back at once (``start_job``, or
 ``start_parallel_job`` for one function over many inputs, each in a child job, or
 ``start_process_job`` for an external program, whose stdout and stderr lines become its
-records), or run it here as a job (``run_job``, ``run_process_job``), or wrap work bgjob does not run — remote, foreign, event-driven
-— in a job its host drives (``create_custom_job``, ``CustomJob``); watch its
-state change through callbacks; wait for one, any or all jobs with a timeout
-(``Job.wait``, ``wait_jobs``); receive every record the work produced, nothing lost and
-nothing twice (``Job.receive``); stop runaway work (``Job.stop``) and free everything
-(``Job.remove``); suspend and resume work at its checkpoints (``Job.suspend``,
-``Job.resume``) and answer work that asks for input (``Job.prompt``,
-``Job.send_input``). Also: ``await job``, ``wait_jobs_async``, ``EventQueue`` (every
-state change, drained on the program's own thread, with a descriptor for ``select`` and
-``loop.add_reader``) and ``Executor``, a ``concurrent.futures.Executor``.
+records), or run it here as a job (``run_job``, ``run_process_job``), or wrap work bgjob
+does not run — remote, foreign, event-driven — in a job its host drives
+(``create_custom_job``, ``CustomJob``); watch its state change through callbacks; wait
+for one, any or all jobs with a timeout (``Job.wait``, ``wait_jobs``); receive every
+record the work produced, nothing lost and nothing twice (``Job.receive``); stop runaway
+work (``Job.stop``) and free everything (``Job.remove``); suspend and resume work at its
+checkpoints (``Job.suspend``, ``Job.resume``) and answer work that asks for input
+(``Job.prompt``, ``Job.send_input``). Also: ``await job``, ``wait_jobs_async``,
+``EventQueue`` (every state change, drained on the program's own thread, with a
+descriptor for ``select`` and ``loop.add_reader``) and ``Executor``, a
+``concurrent.futures.Executor``.
 
 Jobs live in a process-wide repository (``get_job``, ``get_jobs``) and run on pools of
 worker threads (``Pool``); the work itself runs Python code, so it shares the interpreter

@@ -42,16 +42,6 @@ def _close_pool(pool: "_native.Pool") -> None:
         pass  # workers still finishing a job: each exits as its job ends
 
 
-def _bind(fn: Callable[..., Any], args: "tuple[Any, ...]",
-          kwargs: "dict[str, Any]") -> Callable[[], Any]:
-    """``fn`` with its arguments bound. (The job shows ``fn``'s name: see ``submit``.)"""
-
-    def call() -> Any:
-        return fn(*args, **kwargs)
-
-    return call
-
-
 class _JobFuture(_cf.Future):  # type: ignore[type-arg]
     """A Future whose ``cancel()`` stops its queued job (it then never runs)."""
 
@@ -129,11 +119,6 @@ class Executor(_cf.Executor):
             if _exiting:
                 raise RuntimeError("cannot schedule new futures after interpreter shutdown")
             future = _JobFuture()
-            # Every keyword belongs to fn (as with ThreadPoolExecutor), even one that
-            # start_job would take for itself (name=, pool=): bind them all here.
-            call = _bind(fn, args, kwargs)
-            if self._initializer is not None:
-                call = self._with_initializer(call)
             # One trip into the interpreter per task on its worker: the work, which also
             # completes the future (as ThreadPoolExecutor's work item does). The native
             # side removes the job when it finishes, and calls back into Python only for
@@ -141,45 +126,49 @@ class Executor(_cf.Executor):
             # Pending before it starts: its work may deliver (and discard it) at once.
             self._pending.add(future)
             try:
-                job = _native._start_task(self._task(future, call), self._pool, fn,
-                                          self._not_run_for(future))
+                job = _native._start_task(self._task(future, fn, args, kwargs), self._pool,
+                                          fn, self._not_run_for(future))
             except BaseException:
                 # A start that raised leaves nothing to wait for.
                 self._pending.discard(future)
                 raise
             self._used = True
-            if not future.done():
-                future.job = job  # for cancel(): stops the job if it is still queued
+            future.job = job  # for cancel(): stops the job if it is still queued
+            if future.done():
+                # Its work delivered already (and `_delivered` may have cleared `job`
+                # before the line above): keep no job for a delivered future.
+                future.job = None
             return future
 
-    def _with_initializer(self, fn: Callable[..., Any]) -> Callable[..., Any]:
-        """``fn`` preceded, once per worker thread, by the executor's initializer."""
+    def _initialize_thread(self) -> None:
+        """Runs the executor's initializer once per worker thread."""
+        me = threading.get_ident()
+        if me not in self._initialized:
+            try:
+                self._initializer(*self._initargs)  # type: ignore[misc]
+            except BaseException as exc:
+                self._broken = ("A thread initializer failed, the thread pool is not "
+                                "usable anymore")
+                raise _cft.BrokenThreadPool(self._broken) from exc
+            self._initialized.add(me)
 
-        def run(*args: Any, **kwargs: Any) -> Any:
-            me = threading.get_ident()
-            if me not in self._initialized:
-                try:
-                    self._initializer(*self._initargs)  # type: ignore[misc]
-                except BaseException as exc:
-                    self._broken = ("A thread initializer failed, the thread pool is not "
-                                    "usable anymore")
-                    raise _cft.BrokenThreadPool(self._broken) from exc
-                self._initialized.add(me)
-            return fn(*args, **kwargs)
-
-        return run
-
-    def _task(self, future: _JobFuture, call: Callable[[], Any]) -> Callable[[], None]:
+    def _task(self, future: _JobFuture, fn: Callable[..., Any], args: "tuple[Any, ...]",
+              kwargs: "dict[str, Any]") -> Callable[[], None]:
         """The work of a submitted call's job: the future turns running (unless it was
-        cancelled: then ``call`` never runs) and gets the result or the exception right
-        here, on the worker. An exception also fails the job."""
+        cancelled: then ``fn`` never runs), the worker's initializer runs if it has not
+        yet, and the future gets the result of ``fn(*args, **kwargs)`` or the exception
+        right here, on the worker. An exception also fails the job. Every keyword belongs
+        to ``fn``, as with ThreadPoolExecutor (the job shows ``fn``'s name: see
+        ``submit``)."""
 
         def run() -> None:
             try:
                 if not future._start_or_notify_cancel():
                     return
                 try:
-                    result = call()
+                    if self._initializer is not None:
+                        self._initialize_thread()
+                    result = fn(*args, **kwargs)
                 except BaseException as exc:
                     future.set_exception(exc)
                     raise

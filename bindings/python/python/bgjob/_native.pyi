@@ -12,13 +12,15 @@ from typing_extensions import disjoint_base
 from ._types import JobEvent, JobState, JobStateInfo, ProgressRecord
 
 __all__ = [
-    "AlreadyInitializedError", "ChildJobError", "CustomJob", "EventQueue", "InternalError",
-    "InvalidArgumentError", "InvalidJobStateError", "Job", "JobContext", "JobError",
-    "JobFailedError", "JobNotFinishedError", "JobOSError", "JobStoppedError", "JobTimeoutError",
-    "JobsBlockedError", "NoSuchJobError", "Pool",
+    "AlreadyInitializedError", "ChildJobError", "CustomJob", "EventQueue",
+    "InternalError", "InvalidArgumentError", "InvalidJobStateError", "Job",
+    "JobContext", "JobError", "JobFailedError", "JobNotFinishedError", "JobOSError",
+    "JobStoppedError", "JobTimeoutError", "JobsBlockedError", "NoSuchJobError", "Pool",
     "PoolShutDownError", "Registration", "WouldDeadlockError", "configure_default_pool",
-    "create_custom_job", "current_job", "get_job_by_id", "get_job_by_instance_id", "get_jobs", "on_any_state_changed",
-    "run_job", "run_process_job", "start_job", "_start_task", "start_parallel_job", "start_process_job", "wait_jobs", "_at_exit", "_after_fork_in_child",
+    "create_custom_job", "current_job", "get_job_by_id", "get_job_by_instance_id",
+    "get_jobs", "on_any_state_changed", "run_job", "run_process_job", "start_job",
+    "_start_task", "start_parallel_job", "start_process_job", "wait_jobs", "_at_exit",
+    "_after_fork_in_child",
 ]
 
 _StateCallback = Callable[["Job", JobStateInfo, JobStateInfo], object]
