@@ -1232,7 +1232,7 @@ impl Job {
         timeout: Option<Duration>,
     ) -> Result<bool> {
         self.check_can_wait()?;
-        let deadline = timeout.map(|t| Instant::now() + t);
+        let deadline = timeout.map(crate::sync::deadline_after);
         let max = max.unwrap_or(usize::MAX);
         // Only a wait that will block lends the worker to its pool.
         if self.wait_records_until(max, Some(Instant::now())) {

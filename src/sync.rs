@@ -22,6 +22,15 @@ pub(crate) fn write<T>(l: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
     l.write().unwrap_or_else(PoisonError::into_inner)
 }
 
+/// The instant `d` from now. A C caller may pass a timeout of millions of years, which
+/// `Instant + Duration` cannot represent (it panics): such a deadline becomes a century
+/// from now, which is to say never, as the caller meant.
+pub(crate) fn deadline_after(d: Duration) -> Instant {
+    const CENTURY: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+    let now = Instant::now();
+    now.checked_add(d.min(CENTURY)).unwrap_or(now)
+}
+
 /// Waits once on `cond` (spurious wake-ups included), at most until `deadline`.
 pub(crate) fn wait_step<'a, T>(
     cond: &Condvar,

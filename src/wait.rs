@@ -60,7 +60,7 @@ fn wait_jobs_until(
     timeout: Option<Duration>,
     until: fn(JobState) -> bool,
 ) -> Result<WaitResult> {
-    let deadline = timeout.map(|t| Instant::now() + t);
+    let deadline = timeout.map(crate::sync::deadline_after);
     let poll = timeout == Some(Duration::ZERO);
     if !poll {
         for j in jobs {
@@ -250,7 +250,7 @@ pub fn stop_job(job: &Arc<Job>, timeout: Option<Duration>) -> Result<()> {
     if job.check_can_wait().is_err() {
         return Ok(());
     }
-    let deadline = timeout.map(|t| Instant::now() + t);
+    let deadline = timeout.map(crate::sync::deadline_after);
     let finished_now = job.wait_until(Some(Instant::now()), JobState::is_finished);
     if finished_now || blocking(|| job.wait_until(deadline, JobState::is_finished)) {
         Ok(())

@@ -915,3 +915,24 @@ fn eight_threads_start_and_consume_two_thousand_jobs_each_on_a_shared_pool() {
     assert!(get_jobs(&by_name(&name)).is_empty());
     pool.shutdown(Some(LONG)).unwrap();
 }
+
+#[test]
+fn a_timeout_too_long_for_the_clock_means_no_deadline() {
+    // `Instant + Duration::MAX` overflows (a panic); the library must read it as "forever".
+    let (tx, started) = mpsc::channel();
+    let job = JobSpec::new(cooperative(tx))
+        .name(unique("huge-timeout"))
+        .start()
+        .unwrap();
+    started.recv_timeout(LONG).unwrap();
+    stop_job(&job, Some(Duration::MAX)).unwrap();
+    assert_eq!(job.state(), Stopped);
+    let done = wait_jobs(
+        std::slice::from_ref(&job),
+        WaitMode::All,
+        Some(Duration::MAX),
+    )
+    .unwrap();
+    assert_eq!(done.done.len(), 1);
+    remove_all(&[job]);
+}

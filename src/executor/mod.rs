@@ -62,7 +62,7 @@ pub fn default_pool() -> Result<&'static Pool> {
 /// thread and allocation gone before it exits (e.g. to be leak-checker clean). Later
 /// starts on the default pool fail with `ShutDown`.
 pub fn shutdown_default_pool(timeout: Option<std::time::Duration>) -> Result<()> {
-    let deadline = timeout.map(|t| std::time::Instant::now() + t);
+    let deadline = timeout.map(crate::sync::deadline_after);
     let result = {
         // Taking the config lock orders this after a concurrent first creation.
         let _cfg = lock(&DEFAULT_CONFIG);

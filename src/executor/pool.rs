@@ -15,7 +15,7 @@ use std::mem::ManuallyDrop;
 use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, TryLockError};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// How long a spare worker (started while others were blocked) idles before it exits.
 const SPARE_IDLE: Duration = Duration::from_secs(2);
@@ -296,7 +296,7 @@ impl Pool {
                 .is_some_and(|(inner, _)| Arc::ptr_eq(inner, &*p))
         });
         let target = usize::from(me);
-        let deadline = timeout.map(|t| Instant::now() + t);
+        let deadline = timeout.map(crate::sync::deadline_after);
         drop(wait_until(&p.exited.1, lock(&p.exited.0), deadline, |_| {
             p.live.load(Ordering::Acquire) <= target && lock(&p.handed_off).is_empty()
         }));

@@ -45,7 +45,7 @@ impl Throttle {
         if self.unlimited || self.try_take() {
             return true;
         }
-        let deadline = patience.map(|d| Instant::now() + d);
+        let deadline = patience.map(crate::sync::deadline_after);
         let mut guard = lock(&self.lock);
         // Counted before the last look (both SeqCst): a `release` after that look sees a
         // sleeper and wakes it; one before it left a permit the look finds.

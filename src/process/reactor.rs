@@ -117,7 +117,7 @@ pub(crate) fn shutdown(timeout: Option<Duration>) {
     if r.generation != fork::generation() {
         return;
     }
-    let deadline = timeout.map(|t| Instant::now() + t);
+    let deadline = timeout.map(crate::sync::deadline_after);
     let mut inbox = lock(&r.inbox);
     inbox.quit = true;
     r.notify();
@@ -496,7 +496,7 @@ impl State {
             signal_group(e.pid, libc::SIGTERM);
             // A stopped (SIGSTOP) process handles SIGTERM only once it continues.
             signal_group(e.pid, libc::SIGCONT);
-            e.kill_at = Some(Instant::now() + e.grace);
+            e.kill_at = Some(crate::sync::deadline_after(e.grace));
             self.armed += 1;
         }
     }

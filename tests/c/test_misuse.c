@@ -479,6 +479,36 @@ static void test_wait_and_stop_misuse(void) {
     CHECK_OK(bgjob_remove(id, false));
 }
 
+/* The longest timeout and grace C can pass (INT64_MAX ms, 292 million years) mean "never":
+ * accepted, no overflow inside, and a stop still ends the job. */
+static void test_huge_timeouts_mean_forever(void) {
+    uint64_t done = finished_job();
+    CHECK_OK(bgjob_wait(&done, 1, BGJOB_WAIT_ALL, INT64_MAX, NULL, NULL));
+    CHECK_OK(bgjob_stop(done, INT64_MAX));
+    CHECK_OK(bgjob_remove(done, false));
+
+    probe p;
+    probe_init(&p, 60000);
+    uint64_t running = start_probe_job("huge-timeouts", work_coop, &p, g_pool);
+    CHECK(wait_for_state(running, BGJOB_STATE_RUNNING, 20000));
+    CHECK_OK(bgjob_stop(running, INT64_MAX));
+    CHECK(state_of(running) == BGJOB_STATE_STOPPED);
+    CHECK_OK(bgjob_remove(running, false));
+
+    /* A process job with an endless grace: SIGTERM ends `sleep` and the stop returns. */
+    static const char *const argv[] = {"sleep", "60"};
+    bgjob_spec *spec = named_spec("huge-grace");
+    CHECK_OK(bgjob_spec_set_argv(spec, argv, 2));
+    CHECK_OK(bgjob_spec_set_stop_grace(spec, INT64_MAX));
+    uint64_t proc = 0;
+    CHECK_OK(bgjob_start(spec, &proc));
+    CHECK(wait_for_state(proc, BGJOB_STATE_RUNNING, 20000));
+    CHECK_OK(bgjob_stop(proc, 60000));
+    CHECK(state_of(proc) == BGJOB_STATE_STOPPED);
+    CHECK_OK(bgjob_remove(proc, false));
+    CHECK(atomic_load(&p.finalized) == 1);
+}
+
 static void test_callback_registration_misuse(void) {
     atomic_int fin;
     atomic_init(&fin, 0);
@@ -705,6 +735,7 @@ int main(void) {
     RUN_TEST(test_filter_misuse);
     RUN_TEST(test_receive_misuse);
     RUN_TEST(test_wait_and_stop_misuse);
+    RUN_TEST(test_huge_timeouts_mean_forever);
     RUN_TEST(test_callback_registration_misuse);
     RUN_TEST(test_context_misuse);
     RUN_TEST(test_names_of_out_of_range_values);

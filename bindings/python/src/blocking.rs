@@ -8,12 +8,13 @@ use std::time::{Duration, Instant};
 
 const SLICE: Duration = Duration::from_millis(50);
 
-/// A Python timeout in seconds (`None` = no limit) as a duration; negative is refused.
+/// A Python timeout in seconds (`None` = no limit) as a duration; negative or NaN is
+/// refused. Infinity, or a number of seconds too large for a `Duration` (1e300), is no
+/// limit, not an error: a caller who asks to wait that long means forever.
 pub(crate) fn timeout_arg(timeout: Option<f64>) -> PyResult<Option<Duration>> {
     match timeout {
         None => Ok(None),
-        Some(t) if t.is_finite() && t >= 0.0 => Ok(Some(Duration::from_secs_f64(t))),
-        Some(t) if t.is_infinite() && t > 0.0 => Ok(None),
+        Some(t) if t >= 0.0 => Ok(Duration::try_from_secs_f64(t).ok()),
         Some(t) => Err(crate::errors::InvalidArgumentError::new_err(format!(
             "timeout must be None or a number of seconds >= 0, not {t}"
         ))),
@@ -27,7 +28,8 @@ pub(crate) fn sliced<T: Send>(
     timeout: Option<Duration>,
     mut step: impl FnMut(Duration) -> Result<Option<T>, bgjob::Error> + Send,
 ) -> PyResult<Option<T>> {
-    let deadline = timeout.map(|t| Instant::now() + t);
+    // A timeout too long for the clock to hold its end (1e19 s) is no deadline at all.
+    let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
     loop {
         let slice = match deadline {
             None => SLICE,

@@ -92,6 +92,20 @@ def test_bad_arguments_raise_invalid_argument(jobs):
     assert job.receive() == [1]
 
 
+@pytest.mark.parametrize("huge", [1e19, 1e300, float("inf")])
+def test_a_timeout_too_long_for_any_clock_means_no_limit(jobs, huge):
+    # Once a PanicException (Duration::from_secs_f64, then Instant + Duration, overflowed).
+    release = threading.Event()
+    job = jobs.start(release.wait, LONG)
+    assert job.wait(timeout=0) is False
+    release.set()
+    assert job.wait(timeout=huge) is True
+    assert bgjob.wait_jobs([job], timeout=huge) == [job]
+    job.stop(timeout=huge)
+    assert job.result(timeout=huge) is True
+    assert job.receive(wait=True, timeout=huge) == [True]
+
+
 def test_type_errors_for_wrong_types(jobs):
     with pytest.raises(TypeError):
         bgjob.start_job(42)
