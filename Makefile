@@ -1,7 +1,9 @@
 # bgjob — build, test, demo and sanitizer runs.
 #
 #   make demo      build everything and run the demo (a C and a Python program)
-#   make test      build everything and run every test (Rust, C, C++ header check)
+#   make test      build everything and run every test (Rust, C, C++, install, examples, Python, docs)
+#   make install   install the library, headers, pkg-config file and CMake package (PREFIX, DESTDIR)
+#   make wheel     build the Python wheel and run the Python tests against it in a fresh venv
 #   make header    regenerate include/bgjob.h after a change to the C ABI (then commit it)
 #   make sanitize  run the C tests under valgrind memcheck (leaks and errors are fatal)
 #   make bench     run the benchmarks (benches/README.md): one table, bgjob against its peers
@@ -11,23 +13,29 @@ CARGO    ?= cargo
 CC       ?= gcc
 CXX      ?= g++
 PROFILE  := release
-LIBDIR   := $(abspath target/$(PROFILE))
+OUT      := $(abspath target/$(PROFILE))
 BUILD    := build
-SO       := $(LIBDIR)/libbgjob.so
+SO       := $(OUT)/libbgjob.so
 HEADER   := include/bgjob.h
 CFLAGS   ?= -O1 -g
 CWARN    := -Wall -Wextra -Werror
-LINK     := -L$(LIBDIR) -Wl,-rpath,$(LIBDIR) -lbgjob -pthread
+LINK     := -L$(OUT) -Wl,-rpath,$(OUT) -lbgjob -pthread
 C_TESTS  := $(patsubst tests/c/%.c,$(BUILD)/c/%,$(wildcard tests/c/test_*.c))
+CPP_TESTS := $(patsubst tests/cpp/%.cpp,$(BUILD)/cpp/%,$(wildcard tests/cpp/test_*.cpp))
+CXXFLAGS ?= -O1 -g
+CPPHDR   := bindings/cpp/bgjob.hpp
 # Per-program time limit: a hang is a failure, never a stuck CI.
 RUN      := timeout 300
 
-.PHONY: all build header python test-python test test-suites test-rust test-c test-cpp test-readme test-readme-python demo sanitize bench bench-deps clean
+.PHONY: all build header install uninstall python tools wheel test-python test test-suites test-rust test-c test-cpp test-install test-examples test-docs test-readme test-readme-cpp test-readme-python demo sanitize bench bench-deps clean
 
 all: build
 
+# The library has a soname (libbgjob.so.$(SOVERSION)); programs linked in this tree find
+# it in target/ through the same link an install makes.
 build:
 	$(CARGO) build --$(PROFILE) --lib
+	ln -sfn libbgjob.so $(OUT)/libbgjob.so.$(SOVERSION)
 
 $(SO) $(HEADER): build
 
@@ -45,6 +53,53 @@ $(BUILD)/cpp/header_check: tests/c/header_check.cpp $(HEADER) | build
 	@mkdir -p $(dir $@)
 	$(CXX) $(CFLAGS) $(CWARN) -std=c++17 -Iinclude $< -o $@ $(LINK)
 
+# Installs the library as a C or C++ project expects to find it: the shared library with
+# its soname and version links, the static library, the headers, a pkg-config file and a
+# CMake package (find_package(bgjob) -> bgjob::bgjob, bgjob::bgjob_static). PREFIX,
+# LIBDIR, INCLUDEDIR and DESTDIR (a staging root) as in every GNU-style install.
+VERSION       := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
+VERSION_MAJOR := $(word 1,$(subst ., ,$(VERSION)))
+VERSION_MINOR := $(word 2,$(subst ., ,$(VERSION)))
+# cargo-c's rule, which build.rs follows too: 0.MINOR before 1.0, then MAJOR.
+SOVERSION     := $(if $(filter 0,$(VERSION_MAJOR)),0.$(VERSION_MINOR),$(VERSION_MAJOR))
+# What libbgjob.a needs besides itself (rustc --print native-static-libs).
+EMPTY         :=
+SPACE         := $(EMPTY) $(EMPTY)
+STATIC_LIBS   := -lgcc_s -lutil -lrt -lpthread -lm -ldl -lc
+PREFIX        ?= /usr/local
+LIBDIR        ?= $(PREFIX)/lib
+INCLUDEDIR    ?= $(PREFIX)/include
+CMAKEDIR      := $(LIBDIR)/cmake/bgjob
+INSTALL_LIB   := $(DESTDIR)$(LIBDIR)
+SUBST         := sed -e 's|@PREFIX@|$(PREFIX)|g' \
+	-e 's|@LIBDIR@|$(patsubst $(PREFIX)/%,$${exec_prefix}/%,$(LIBDIR))|g' \
+	-e 's|@INCLUDEDIR@|$(patsubst $(PREFIX)/%,$${prefix}/%,$(INCLUDEDIR))|g' -e 's|@VERSION@|$(VERSION)|g' \
+	-e 's|@VERSION_MAJOR@|$(VERSION_MAJOR)|g' -e 's|@VERSION_MINOR@|$(VERSION_MINOR)|g' \
+	-e 's|@SOVERSION@|$(SOVERSION)|g' -e 's|@STATIC_LIBS@|$(STATIC_LIBS)|g' \
+	-e 's|@STATIC_LIBS_CMAKE@|$(subst $(SPACE),;,$(patsubst -l%,%,$(STATIC_LIBS)))|g' \
+	-e "s|@CMAKE_TO_PREFIX@|$$(realpath -m --relative-to=$(CMAKEDIR) $(PREFIX))|g" \
+	-e "s|@LIBDIR_REL@|$$(realpath -m --relative-to=$(PREFIX) $(LIBDIR))|g" \
+	-e "s|@INCLUDEDIR_REL@|$$(realpath -m --relative-to=$(PREFIX) $(INCLUDEDIR))|g"
+
+install: build
+	install -d $(INSTALL_LIB)/pkgconfig $(DESTDIR)$(CMAKEDIR) $(DESTDIR)$(INCLUDEDIR)
+	install -m 755 $(SO) $(INSTALL_LIB)/libbgjob.so.$(VERSION)
+	ln -sfn libbgjob.so.$(VERSION) $(INSTALL_LIB)/libbgjob.so.$(SOVERSION)
+	ln -sfn libbgjob.so.$(SOVERSION) $(INSTALL_LIB)/libbgjob.so
+	install -m 644 $(OUT)/libbgjob.a $(INSTALL_LIB)/libbgjob.a
+	install -m 644 $(HEADER) bindings/cpp/bgjob.hpp $(DESTDIR)$(INCLUDEDIR)/
+	$(SUBST) packaging/bgjob.pc.in > $(INSTALL_LIB)/pkgconfig/bgjob.pc
+	$(SUBST) packaging/bgjobConfig.cmake.in > $(DESTDIR)$(CMAKEDIR)/bgjobConfig.cmake
+	$(SUBST) packaging/bgjobConfigVersion.cmake.in > $(DESTDIR)$(CMAKEDIR)/bgjobConfigVersion.cmake
+
+uninstall:
+	rm -f $(INSTALL_LIB)/libbgjob.so $(INSTALL_LIB)/libbgjob.so.$(SOVERSION) \
+	  $(INSTALL_LIB)/libbgjob.so.$(VERSION) $(INSTALL_LIB)/libbgjob.a \
+	  $(INSTALL_LIB)/pkgconfig/bgjob.pc $(DESTDIR)$(INCLUDEDIR)/bgjob.h \
+	  $(DESTDIR)$(INCLUDEDIR)/bgjob.hpp $(DESTDIR)$(CMAKEDIR)/bgjobConfig.cmake \
+	  $(DESTDIR)$(CMAKEDIR)/bgjobConfigVersion.cmake
+	-rmdir $(DESTDIR)$(CMAKEDIR)
+
 # Runs every suite, then prints one closing line with the totals of all of them.
 test:
 	@mkdir -p $(BUILD)
@@ -55,7 +110,7 @@ test:
 	      /^[A-Za-z_ ()+0-9-]*: [0-9]+ passed, [0-9]+ failed$$/ { p += $$(NF-3); f += $$(NF-1) } \
 	      END { printf "make test: %d passed, %d failed\n", p, f; exit f > 0 }' $(BUILD)/test.log
 
-test-suites: build test-rust test-c test-cpp test-readme test-python test-readme-python
+test-suites: build test-rust test-c test-cpp test-install test-readme test-readme-cpp test-python test-readme-python test-examples test-docs
 
 test-rust:
 	$(CARGO) test --$(PROFILE)
@@ -63,8 +118,45 @@ test-rust:
 test-c: build $(C_TESTS)
 	@set -e; for t in $(C_TESTS); do echo "== $$t"; $(RUN) $$t; done
 
-test-cpp: build $(BUILD)/cpp/header_check
+# The C++ wrapper's tests (C++17, warnings are errors).
+$(BUILD)/cpp/%: tests/cpp/%.cpp $(wildcard tests/cpp/*.hpp) $(CPPHDR) $(HEADER) | build
+	@mkdir -p $(dir $@)
+	$(CXX) $(CXXFLAGS) $(CWARN) -Wpedantic -std=c++17 -Iinclude -Ibindings/cpp -Itests/cpp $< -o $@ $(LINK)
+
+test-cpp: build $(BUILD)/cpp/header_check $(CPP_TESTS)
 	$(RUN) $(BUILD)/cpp/header_check
+	@set -e; for t in $(CPP_TESTS); do echo "== $$t"; $(RUN) $$t; done
+
+# Installs into temporary prefixes and builds against them with pkg-config and CMake (the
+# venv's cmake and pkgconf from PyPI, so a machine needs neither).
+test-install: build tools
+	CMAKE=$(abspath $(VENV))/bin/cmake PKG_CONFIG=$(abspath $(VENV))/bin/pkg-config \
+	  MAKE="$(MAKE)" $(RUN) tests/install/run.sh
+
+# Every example, built and run as a user would, so none of them rots: each must exit 0.
+EXAMPLES_C   := $(patsubst examples/c/%.c,$(BUILD)/examples/%,$(filter-out examples/c/demo.c,$(wildcard examples/c/*.c)))
+EXAMPLES_CPP := $(patsubst examples/cpp/%.cpp,$(BUILD)/examples/%,$(wildcard examples/cpp/*.cpp))
+EXAMPLES_PY  := $(filter-out examples/python/demo.py,$(wildcard examples/python/*.py))
+
+$(BUILD)/examples/%: examples/c/%.c $(HEADER) | build
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(CWARN) -std=c11 -Iinclude $< -o $@ $(LINK)
+
+$(BUILD)/examples/%: examples/cpp/%.cpp $(CPPHDR) $(HEADER) | build
+	@mkdir -p $(dir $@)
+	$(CXX) $(CXXFLAGS) $(CWARN) -std=c++17 -Iinclude -Ibindings/cpp $< -o $@ $(LINK)
+
+test-examples: build python $(EXAMPLES_C) $(EXAMPLES_CPP) $(BUILD)/demo
+	@set -e; n=0; for e in $(EXAMPLES_C) $(EXAMPLES_CPP); do echo "== $$e"; $(RUN) $$e; n=$$((n+1)); done; \
+	  for e in $(EXAMPLES_PY); do echo "== $$e"; $(RUN) $(VPY) -W error $$e; n=$$((n+1)); done; \
+	  for d in "$(BUILD)/demo" "$(VPY) -W error examples/python/demo.py"; do echo "== $$d (piped)"; \
+	    $(RUN) $$d | tee $(BUILD)/examples/demo.out; grep -qx 'All jobs removed. Done.' $(BUILD)/examples/demo.out; \
+	    ! grep -q $$'\e' $(BUILD)/examples/demo.out; n=$$((n+1)); done; \
+	  echo "examples: $$n passed, 0 failed"
+
+# The API references in docs/reference/ are generated from the header and the docstrings.
+test-docs: python
+	$(VPY) docs/gen_reference.py --check
 
 # The Python package, built with maturin into a virtual environment this Makefile makes
 # (it installs maturin, pytest and mypy there itself).
@@ -75,6 +167,29 @@ $(VENV)/.ready:
 	$(VPY) -m pip install -q --upgrade pip
 	$(VPY) -m pip install -q "maturin>=1.9,<2" "pytest>=8" "pytest-timeout>=2" "mypy>=1.10"
 	touch $@
+
+# cmake and pkg-config for the install test, from PyPI into the same environment.
+$(VENV)/.tools: $(VENV)/.ready
+	$(VPY) -m pip install -q "cmake>=3.16,<5" "pkgconf>=2"
+	touch $@
+
+tools: $(VENV)/.tools
+
+# A manylinux wheel (maturin), installed into a fresh virtual environment where the Python
+# tests then run against it, not against the source tree.
+WHEELS   := $(BUILD)/wheels
+WHEELENV := $(BUILD)/wheel-venv
+wheel: $(VENV)/.ready
+	rm -rf $(WHEELS) $(WHEELENV)
+	VIRTUAL_ENV=$(abspath $(VENV)) PATH=$(abspath $(VENV))/bin:$$PATH \
+	  maturin build --release -m bindings/python/Cargo.toml --out $(WHEELS)
+	python3 -m venv $(WHEELENV)
+	$(WHEELENV)/bin/python -m pip install -q $(WHEELS)/bgjob-*.whl "pytest>=8" "pytest-timeout>=2"
+	cd /tmp && $(abspath $(WHEELENV))/bin/python -c \
+	  'import bgjob, sys; assert "/wheel-venv/" in bgjob.__file__, bgjob.__file__; print("testing", bgjob.__file__)'
+	cd bindings/python/tests && timeout 1800 $(abspath $(WHEELENV))/bin/python -m pytest -q -rfE \
+	  -p no:cacheprovider -c ../pyproject.toml --rootdir . .
+	@ls $(WHEELS)
 
 python: $(VENV)/.ready
 	VIRTUAL_ENV=$(abspath $(VENV)) PATH=$(abspath $(VENV))/bin:$$PATH \
@@ -97,6 +212,17 @@ test-readme: build $(BUILD)/readme/first.c
 	grep -q '^job [0-9]* is Completed$$' $(BUILD)/readme/first.out
 	grep -q '^output: 2$$' $(BUILD)/readme/first.out
 
+# And its C++ one (built against the wrapper), printing what its comments say.
+$(BUILD)/readme/first.cpp: README.md
+	@mkdir -p $(dir $@)
+	awk '/^```cpp$$/{on=1;next} /^```$$/{if(on)exit} on' README.md > $@
+
+test-readme-cpp: build $(BUILD)/readme/first.cpp
+	$(CXX) $(CXXFLAGS) $(CWARN) -std=c++17 -Iinclude -Ibindings/cpp $(BUILD)/readme/first.cpp -o $(BUILD)/readme/first-cpp $(LINK)
+	$(RUN) $(BUILD)/readme/first-cpp | tee $(BUILD)/readme/first-cpp.out
+	diff <(printf '%s\n' "adder is Completed" "output: 2" "Failed: disk full") $(BUILD)/readme/first-cpp.out
+	@echo "README C++ quick start: 1 passed, 0 failed"
+
 # And so must its Python quick start, printing what its comments say.
 $(BUILD)/readme/first.py: README.md
 	@mkdir -p $(dir $@)
@@ -107,7 +233,7 @@ test-readme-python: python $(BUILD)/readme/first.py
 	diff <(printf '%s\n' Completed "[ProgressRecord(50, 'Adding', 'half way'), 2]" 2) $(BUILD)/readme/first-py.out
 	@echo "README Python quick start: 1 passed, 0 failed"
 
-$(BUILD)/demo: examples/c/demo.c $(HEADER) | build
+$(BUILD)/demo: examples/c/demo.c examples/c/demo_term.h $(HEADER) | build
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(CWARN) -std=c11 -Iinclude $< -o $@ $(LINK)
 

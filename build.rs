@@ -7,13 +7,33 @@
 
 use std::path::PathBuf;
 
+include!("src/ffi/header_config.rs");
+
+/// Gives `libbgjob.so` a soname, as every installed shared library has, so a program
+/// linked against one version keeps finding a compatible one. The rule is cargo-c's (so
+/// `cargo cinstall` and `make install` agree): `0.MINOR` before 1.0, `MAJOR` after.
+fn set_soname() {
+    if std::env::var("CARGO_CFG_TARGET_OS").as_deref() != Ok("linux") {
+        return;
+    }
+    let major = std::env::var("CARGO_PKG_VERSION_MAJOR").expect("cargo sets it");
+    let minor = std::env::var("CARGO_PKG_VERSION_MINOR").expect("cargo sets it");
+    let sover = if major == "0" {
+        format!("0.{minor}")
+    } else {
+        major
+    };
+    println!("cargo:rustc-cdylib-link-arg=-Wl,-soname,libbgjob.so.{sover}");
+}
+
 fn main() {
     println!("cargo:rerun-if-changed=src");
     println!("cargo:rerun-if-changed=cbindgen.toml");
     println!("cargo:rerun-if-env-changed=BGJOB_UPDATE_HEADER");
     let crate_dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets it"));
-    let config = cbindgen::Config::from_file(crate_dir.join("cbindgen.toml"))
-        .expect("cbindgen.toml is valid");
+    let version = std::env::var("CARGO_PKG_VERSION").expect("cargo sets it");
+    set_soname();
+    let config = header_config(&crate_dir, &version);
     let bindings = match cbindgen::generate_with_config(&crate_dir, config) {
         Ok(b) => b,
         Err(e) => {

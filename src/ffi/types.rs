@@ -107,7 +107,8 @@ pub extern "C" fn bgjob_stream_name(stream: bgjob_stream) -> *const c_char {
     })
 }
 
-/// The library's version (`"0.1.0"`). Never NULL; static.
+/// The version of the library running (such as `"0.1.0"`), to compare with the
+/// `BGJOB_VERSION_STRING` of the header a program was compiled with. Never NULL; static.
 #[unsafe(no_mangle)]
 pub extern "C" fn bgjob_version() -> *const c_char {
     concat!(env!("CARGO_PKG_VERSION"), "\0").as_ptr().cast()
