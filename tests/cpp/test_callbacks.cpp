@@ -183,9 +183,14 @@ static void test_job_subscription() {
     CHECK(token.use_count() == 1);  // unregistered and freed by the destructor
     job.remove();
 
-    // Unregistered before the change: not called.
-    Gate gate2;
-    Job job2 = bgjob::start([&gate2] { gate2.wait(); });
+    // Unregistered before the change: not called. Subscribed once the work runs, so
+    // the NotStarted -> Running change (and its callbacks) is over: Completed is next.
+    Gate gate2, running2;
+    Job job2 = bgjob::start([&gate2, &running2] {
+        running2.open();
+        gate2.wait();
+    });
+    CHECK(running2.wait());
     std::atomic<int> calls{0};
     bgjob::Subscription sub2 = job2.on_state_changed([&calls](const bgjob::StateEvent&) { calls++; });
     bgjob::Subscription moved = std::move(sub2);
