@@ -85,6 +85,16 @@ pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     }
 }
 
+/// Runs user code `f` (`what` says whose, for the report) where a panic must not unwind:
+/// through a state change stored but not yet delivered (its waiters would wait for ever),
+/// or out of a pool's worker (the pool would lose the thread). The panic is reported on
+/// stderr, as a panicking state-change callback's is, and the library goes on.
+pub(crate) fn guard_user_code(what: std::fmt::Arguments<'_>, f: impl FnOnce()) {
+    if let Err(payload) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        eprintln!("bgjob: {what} panicked: {}", panic_message(&*payload));
+    }
+}
+
 /// Lets a work function use `?` on bgjob calls: the error's message becomes the reason.
 impl From<Error> for String {
     fn from(e: Error) -> String {

@@ -713,6 +713,13 @@ impl Job {
                         }
                     });
                     CallbackList::call(&cbs, event);
+                    // The snapshot may hold the last reference to a registration its
+                    // callback just removed (with its job, or unregistered): its data is
+                    // freed here, mid-delivery and often on a worker.
+                    crate::error::guard_user_code(
+                        format_args!("freeing a state-change callback of job {}", self.id),
+                        || drop(cbs),
+                    );
                 }
             }
             drop(event);
@@ -910,7 +917,16 @@ impl Job {
         }
         let work = lock(&self.work).take();
         if self.stop_requested() {
-            drop(work);
+            // A Running callback stopped it: it never runs. Its data is freed as if it had
+            // run (a wait on its own job from the finalizer is refused as from the work),
+            // and a panicking drop must not kill the worker.
+            if let Some(work) = work {
+                let _working = current::enter_work(self.id);
+                crate::error::guard_user_code(
+                    format_args!("dropping the unrun work of job {}", self.id),
+                    || drop(work),
+                );
+            }
             self.finish_work(Ok(()));
             return None;
         }
@@ -1000,8 +1016,18 @@ impl Job {
                 None => false,
             }
         };
-        // The work's user data is freed (its finalizer runs) here, outside every lock.
-        drop(work);
+        // The unrun work's user data is freed (its finalizer runs) outside every lock and
+        // before the Stopped callbacks, as a work's data is before its finished ones. This
+        // thread delivers that change next, so the finalizer counts as part of its delivery:
+        // a wait there on its own job sees Stopped instead of waiting for this very thread.
+        // Nor may a panicking drop unwind past a change stored and not yet delivered.
+        if let Some(work) = work {
+            let _delivering = current::enter_dispatch(self.id);
+            crate::error::guard_user_code(
+                format_args!("dropping the unrun work of job {}", self.id),
+                || drop(work),
+            );
+        }
         if dispatch {
             self.dispatch();
         }
@@ -1013,7 +1039,10 @@ impl Job {
         if tell_host {
             let handler = self.rare.as_ref().and_then(|r| lock(&r.on_stop).clone());
             if let Some(h) = handler {
-                h(self);
+                crate::error::guard_user_code(
+                    format_args!("the stop handler of job {}", self.id),
+                    || h(self),
+                );
             }
         }
     }
