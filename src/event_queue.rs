@@ -69,8 +69,12 @@ impl std::fmt::Debug for EventQueue {
 
 impl EventQueue {
     /// Opens a queue of the events of `jobs` (their ids; `None` = every job, including
-    /// jobs started later). Events before this call are not in it.
+    /// jobs started later). Events before this call are not in it. `Err(NoSuchJob)` for an
+    /// id that names no job (never started, or removed): its queue would never hear a thing.
     pub fn open(jobs: Option<&[JobId]>) -> Result<EventQueue> {
+        for &id in jobs.unwrap_or_default() {
+            crate::repository::get_job(id)?;
+        }
         let fd = EventFd::new().map_err(|e| {
             Error::InvalidState(format!("cannot create the event queue's descriptor: {e}"))
         })?;

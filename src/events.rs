@@ -25,7 +25,7 @@ pub(crate) struct Registration {
     callback: StateCallback,
 }
 
-type Snapshot = Arc<[Arc<Registration>]>;
+pub(crate) type Snapshot = Arc<[Arc<Registration>]>;
 
 /// The callbacks of one job, or of the whole repository.
 pub(crate) struct CallbackList {
@@ -88,6 +88,13 @@ impl CallbackList {
         let mut list = lock(&self.list);
         self.count.store(0, Ordering::Release);
         list.take()
+    }
+
+    /// Held across a `fork()` (see `fork.rs`): a child that inherited it locked would
+    /// block every dispatch once a repository-wide callback or event queue exists. Its
+    /// holders take no other lock, so it can be taken in any order.
+    pub(crate) fn lock_for_fork(&self) -> std::sync::MutexGuard<'_, Option<Snapshot>> {
+        lock(&self.list)
     }
 
     pub(crate) fn snapshot(&self) -> Option<Snapshot> {

@@ -52,14 +52,19 @@ type Held = (
     reactor::ForkGuard,
     ShardGuards,
     std::sync::RwLockWriteGuard<'static, crate::state_index::Directory>,
+    std::sync::MutexGuard<'static, Option<crate::events::Snapshot>>,
 );
 
 extern "C" fn prepare() {
+    // A one-time initialiser another thread is running would stay "running" for ever in
+    // the child: finish the library's own first (waits for that thread if it is the one).
+    crate::sync::cores();
     // Never unwinds: taking locks and storing the guards cannot panic (poison is ignored).
     let guards = (
         reactor::lock_for_fork(),
         repository::repository().lock_all_for_fork(),
         crate::state_index::lock_for_fork(),
+        crate::events::any_job_callbacks().lock_for_fork(),
     );
     // Without the thread-local (a fork during thread teardown) the guards drop here and
     // the fork goes on unprotected, as it would without the handlers.

@@ -67,18 +67,23 @@ pub(crate) fn wait_until<'a, T>(
     }
 }
 
+/// The cores this process may run on, read once. `fork.rs` reads it before every fork,
+/// so that a child never inherits its initialisation half done.
+pub(crate) fn cores() -> usize {
+    static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+}
+
 /// How long a waiter watches for its condition before it sleeps.
 const SPIN_FOR: Duration = Duration::from_micros(20);
 
 /// Watches `done` for up to `SPIN_FOR` (only with more than one core: on one, the thread
 /// that would make it true cannot run meanwhile); true as soon as it holds.
 pub(crate) fn spin_until(done: impl Fn() -> bool) -> bool {
-    static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
     if done() {
         return true;
     }
-    let cores = *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    if cores < 2 {
+    if cores() < 2 {
         return false;
     }
     let start = Instant::now();
