@@ -1261,6 +1261,16 @@ impl Job {
         timeout: Option<Duration>,
     ) -> Result<bool> {
         self.check_can_wait()?;
+        // A record wait ends only with the job finished, later than the wait above
+        // (which ends at Suspended too): from a callback of a Suspended job it could
+        // never end either, since the work stays parked until that change is delivered.
+        if current::is_dispatching(self.id) && !self.state().is_finished() {
+            return Err(Error::WouldDeadlock(format!(
+                "a state-change callback of job {} would wait for its records until it \
+                 finishes, a later change whose callbacks queue behind it",
+                self.id
+            )));
+        }
         let deadline = timeout.map(crate::sync::deadline_after);
         let max = max.unwrap_or(usize::MAX);
         // Only a wait that will block lends the worker to its pool.
