@@ -10,16 +10,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-/* Threads of this process now (entries of /proc/self/task). */
-static int thread_count(void) {
-    DIR *d = opendir("/proc/self/task");
-    if (d == NULL) return -1;
-    int n = 0;
-    struct dirent *e;
-    while ((e = readdir(d)) != NULL) n += e->d_name[0] != '.';
-    closedir(d);
-    return n;
-}
 
 /* Starts `n` looping jobs on the default pool and checks how many run at once. */
 static void check_running(int n, int want_running) {

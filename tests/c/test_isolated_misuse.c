@@ -36,6 +36,7 @@
  * Sleeps only make work take time; every synchronisation is a bgjob wait, a latch, a
  * pidfd poll, or a bounded poll on a getter. */
 #define _GNU_SOURCE /* pipe2 */
+#include "last_error.h"
 #include "util.h"
 
 #include <errno.h>
@@ -189,34 +190,7 @@ static void expect_clean(const char *name, case_fn fn, void *arg) {
 
 /* ===== helpers used inside the children ================================================= */
 
-/* An id no case gets: its NO_SUCH_JOB message primes the calling thread's last error, so
- * that a check can see that the call under test wrote a message of its own. */
-#define MARKER_ID (UINT64_MAX - 7)
-static _Thread_local char t_marker[256];
-
-static void prime_last_error(void) {
-    bgjob_job_state st;
-    bgjob_get_state(MARKER_ID, &st);
-    snprintf(t_marker, sizeof t_marker, "%s", bgjob_last_error_message());
-}
-
-static bool fresh_message(void) {
-    const char *m = bgjob_last_error_message();
-    return m != NULL && m[0] != '\0' && strcmp(m, t_marker) != 0;
-}
-
-/* The call fails with `want` and leaves a message of its own. */
-#define FAILS(expr, want)                                                                 \
-    do {                                                                                  \
-        prime_last_error();                                                               \
-        CHECK_STATUS((expr), (want));                                                     \
-        if (!fresh_message()) {                                                           \
-            fprintf(stderr, "  FAIL %s (%s:%d): %s left no message of its own\n",        \
-                    check_current, __FILE__, __LINE__, #expr);                            \
-            check_failures++;                                                             \
-        }                                                                                 \
-    } while (0)
-
+/* CHECK_FAILS (last_error.h): the call fails with the status and writes its own message. */
 #define INVALID BGJOB_E_INVALID_ARGUMENT
 #define NO_SUCH BGJOB_E_NO_SUCH_JOB
 
@@ -337,8 +311,8 @@ static void double_remove(void *arg) {
     CHECK_OK(bgjob_on_state_changed(id, ignore_event, &cb_fin, count_finalize, NULL));
     CHECK_OK(bgjob_wait(&id, 1, BGJOB_WAIT_ALL, BOUND_MS, NULL, NULL));
     CHECK_OK(bgjob_remove(id, false));
-    FAILS(bgjob_remove(id, false), NO_SUCH);
-    FAILS(bgjob_remove(id, true), NO_SUCH);
+    CHECK_FAILS(bgjob_remove(id, false), NO_SUCH);
+    CHECK_FAILS(bgjob_remove(id, true), NO_SUCH);
     CHECK(atomic_load(&p.finalized) == 1 && atomic_load(&cb_fin) == 1);
 
     /* A running job removed with force, then again. */
@@ -347,8 +321,8 @@ static void double_remove(void *arg) {
     uint64_t running = start_probe_job("double-remove-running", work_coop, &q, NULL);
     CHECK(wait_for_count(&q.started, 1, BOUND_MS));
     CHECK_OK(bgjob_remove(running, true));
-    FAILS(bgjob_remove(running, true), NO_SUCH);
-    FAILS(bgjob_remove(running, false), NO_SUCH);
+    CHECK_FAILS(bgjob_remove(running, true), NO_SUCH);
+    CHECK_FAILS(bgjob_remove(running, false), NO_SUCH);
     CHECK(atomic_load(&q.runs) == 1 && atomic_load(&q.finalized) == 1);
 
     /* A parallel job: after its removal its child ids are gone too (not CHILD_JOB). */
@@ -357,10 +331,10 @@ static void double_remove(void *arg) {
     for (int i = 0; i < 3; i++) CHECK_OK(bgjob_spec_add_input(spec, "x", 1));
     uint64_t parent = start_spec(spec);
     CHECK_OK(bgjob_wait(&parent, 1, BGJOB_WAIT_ALL, BOUND_MS, NULL, NULL));
-    FAILS(bgjob_remove(parent + 1, false), BGJOB_E_CHILD_JOB);
+    CHECK_FAILS(bgjob_remove(parent + 1, false), BGJOB_E_CHILD_JOB);
     CHECK_OK(bgjob_remove(parent, false));
-    FAILS(bgjob_remove(parent, false), NO_SUCH);
-    for (uint64_t c = parent + 1; c <= parent + 3; c++) FAILS(bgjob_remove(c, true), NO_SUCH);
+    CHECK_FAILS(bgjob_remove(parent, false), NO_SUCH);
+    for (uint64_t c = parent + 1; c <= parent + 3; c++) CHECK_FAILS(bgjob_remove(c, true), NO_SUCH);
 
     /* Two threads remove the same finished jobs at the same instant: one wins each time. */
     enum { N = 100 };
@@ -388,45 +362,45 @@ static void double_remove(void *arg) {
 /* Every call that takes a job id, on an id whose job was removed. */
 static void check_removed(uint64_t id) {
     bgjob_job_state st = 77;
-    FAILS(bgjob_get_state(id, &st), NO_SUCH);
+    CHECK_FAILS(bgjob_get_state(id, &st), NO_SUCH);
     CHECK(st == 77);
     bgjob_job_info *info = NULL;
-    FAILS(bgjob_get_job(id, &info), NO_SUCH);
+    CHECK_FAILS(bgjob_get_job(id, &info), NO_SUCH);
     CHECK(info == NULL);
     bgjob_records *recs = NULL;
-    FAILS(bgjob_receive(id, 0, 0, 0, &recs), NO_SUCH);
-    FAILS(bgjob_receive(id, BGJOB_RECEIVE_KEEP, 0, 0, &recs), NO_SUCH);
-    FAILS(bgjob_receive(id, BGJOB_RECEIVE_WAIT, 0, BGJOB_INFINITE, &recs), NO_SUCH);
-    FAILS(bgjob_receive(id, BGJOB_RECEIVE_WAIT | BGJOB_RECEIVE_AUTO_REMOVE, 1, BGJOB_INFINITE,
+    CHECK_FAILS(bgjob_receive(id, 0, 0, 0, &recs), NO_SUCH);
+    CHECK_FAILS(bgjob_receive(id, BGJOB_RECEIVE_KEEP, 0, 0, &recs), NO_SUCH);
+    CHECK_FAILS(bgjob_receive(id, BGJOB_RECEIVE_WAIT, 0, BGJOB_INFINITE, &recs), NO_SUCH);
+    CHECK_FAILS(bgjob_receive(id, BGJOB_RECEIVE_WAIT | BGJOB_RECEIVE_AUTO_REMOVE, 1, BGJOB_INFINITE,
                         &recs),
           NO_SUCH);
     CHECK(recs == NULL);
     uint64_t done[1] = {0};
     size_t nd = 55;
-    FAILS(bgjob_wait(&id, 1, BGJOB_WAIT_ALL, BGJOB_INFINITE, done, &nd), NO_SUCH);
-    FAILS(bgjob_wait(&id, 1, BGJOB_WAIT_ANY | BGJOB_WAIT_FORCE, BGJOB_INFINITE, done, &nd), NO_SUCH);
-    FAILS(bgjob_wait(&id, 1, BGJOB_WAIT_ALL, 0, done, &nd), NO_SUCH);
-    FAILS(bgjob_stop(id, BGJOB_INFINITE), NO_SUCH);
-    FAILS(bgjob_stop(id, 0), NO_SUCH);
-    FAILS(bgjob_remove(id, false), NO_SUCH);
-    FAILS(bgjob_remove(id, true), NO_SUCH);
-    FAILS(bgjob_suspend(id), NO_SUCH);
-    FAILS(bgjob_resume(id), NO_SUCH);
-    FAILS(bgjob_send_input(id, "yes", 3), NO_SUCH);
-    FAILS(bgjob_send_input(id, NULL, 0), NO_SUCH);
+    CHECK_FAILS(bgjob_wait(&id, 1, BGJOB_WAIT_ALL, BGJOB_INFINITE, done, &nd), NO_SUCH);
+    CHECK_FAILS(bgjob_wait(&id, 1, BGJOB_WAIT_ANY | BGJOB_WAIT_FORCE, BGJOB_INFINITE, done, &nd), NO_SUCH);
+    CHECK_FAILS(bgjob_wait(&id, 1, BGJOB_WAIT_ALL, 0, done, &nd), NO_SUCH);
+    CHECK_FAILS(bgjob_stop(id, BGJOB_INFINITE), NO_SUCH);
+    CHECK_FAILS(bgjob_stop(id, 0), NO_SUCH);
+    CHECK_FAILS(bgjob_remove(id, false), NO_SUCH);
+    CHECK_FAILS(bgjob_remove(id, true), NO_SUCH);
+    CHECK_FAILS(bgjob_suspend(id), NO_SUCH);
+    CHECK_FAILS(bgjob_resume(id), NO_SUCH);
+    CHECK_FAILS(bgjob_send_input(id, "yes", 3), NO_SUCH);
+    CHECK_FAILS(bgjob_send_input(id, NULL, 0), NO_SUCH);
     atomic_int fin;
     atomic_init(&fin, 0);
     uint64_t reg = 33;
-    FAILS(bgjob_on_state_changed(id, ignore_event, &fin, count_finalize, &reg), NO_SUCH);
+    CHECK_FAILS(bgjob_on_state_changed(id, ignore_event, &fin, count_finalize, &reg), NO_SUCH);
     CHECK(atomic_load(&fin) == 1); /* the finalizer runs even when this fails */
     CHECK(reg == 33);
-    FAILS(bgjob_unregister(id, 1), NO_SUCH);
-    FAILS(bgjob_custom_set_state(id, BGJOB_STATE_RUNNING, NULL), NO_SUCH);
-    FAILS(bgjob_custom_set_state(id, BGJOB_STATE_COMPLETED, "why"), NO_SUCH);
-    FAILS(bgjob_custom_write(id, BGJOB_STREAM_OUTPUT, "x", 1), NO_SUCH);
-    FAILS(bgjob_custom_write_text(id, BGJOB_STREAM_OUTPUT, "x"), NO_SUCH);
-    FAILS(bgjob_custom_progress(id, 5, "a", "s"), NO_SUCH);
-    FAILS(bgjob_custom_set_status_message(id, "m"), NO_SUCH);
+    CHECK_FAILS(bgjob_unregister(id, 1), NO_SUCH);
+    CHECK_FAILS(bgjob_custom_set_state(id, BGJOB_STATE_RUNNING, NULL), NO_SUCH);
+    CHECK_FAILS(bgjob_custom_set_state(id, BGJOB_STATE_COMPLETED, "why"), NO_SUCH);
+    CHECK_FAILS(bgjob_custom_write(id, BGJOB_STREAM_OUTPUT, "x", 1), NO_SUCH);
+    CHECK_FAILS(bgjob_custom_write_text(id, BGJOB_STREAM_OUTPUT, "x"), NO_SUCH);
+    CHECK_FAILS(bgjob_custom_progress(id, 5, "a", "s"), NO_SUCH);
+    CHECK_FAILS(bgjob_custom_set_status_message(id, "m"), NO_SUCH);
     /* bgjob_event_queue_open: see event_queue_open_on_removed_id. */
 }
 
@@ -467,7 +441,7 @@ static void calls_on_removed_ids(void *arg) {
     CHECK_OK(bgjob_remove(id, false));
     check_removed(id);
     info = NULL;
-    FAILS(bgjob_get_job_by_instance_id(iid, &info), NO_SUCH);
+    CHECK_FAILS(bgjob_get_job_by_instance_id(iid, &info), NO_SUCH);
     CHECK(info == NULL);
 
     /* A Failed one. */
@@ -577,7 +551,7 @@ static void event_queue_open_on_removed_id(void *arg) {
     uint64_t ids[2] = {id, UINT64_MAX};
     for (int i = 0; i < 2; i++) {
         bgjob_event_queue *q = NULL;
-        FAILS(bgjob_event_queue_open(&ids[i], 1, &q), NO_SUCH);
+        CHECK_FAILS(bgjob_event_queue_open(&ids[i], 1, &q), NO_SUCH);
         CHECK(q == NULL);
         bgjob_event_queue_free(q);
     }
@@ -617,12 +591,12 @@ static uint64_t run_body(ctx_body body) {
 }
 
 static void body_write(bgjob_context *ctx) {
-    FAILS(bgjob_context_write(ctx, BGJOB_STREAM_OUTPUT, NULL, 5), INVALID);
+    CHECK_FAILS(bgjob_context_write(ctx, BGJOB_STREAM_OUTPUT, NULL, 5), INVALID);
     CHECK_OK(bgjob_context_write(ctx, BGJOB_STREAM_OUTPUT, NULL, 0)); /* documented */
 }
 
 static void null_context_write(void) {
-    FAILS(bgjob_context_write(NULL, BGJOB_STREAM_OUTPUT, "x", 1), INVALID);
+    CHECK_FAILS(bgjob_context_write(NULL, BGJOB_STREAM_OUTPUT, "x", 1), INVALID);
     uint64_t id = run_body(body_write);
     static const char *const empty[] = {""};
     expect_records(id, 1, empty); /* the refused write wrote nothing */
@@ -630,11 +604,11 @@ static void null_context_write(void) {
 }
 
 static void body_write_text(bgjob_context *ctx) {
-    FAILS(bgjob_context_write_text(ctx, BGJOB_STREAM_OUTPUT, NULL), INVALID);
+    CHECK_FAILS(bgjob_context_write_text(ctx, BGJOB_STREAM_OUTPUT, NULL), INVALID);
 }
 
 static void null_context_write_text(void) {
-    FAILS(bgjob_context_write_text(NULL, BGJOB_STREAM_OUTPUT, "x"), INVALID);
+    CHECK_FAILS(bgjob_context_write_text(NULL, BGJOB_STREAM_OUTPUT, "x"), INVALID);
     uint64_t id = run_body(body_write_text);
     expect_records(id, 0, NULL);
     CHECK_OK(bgjob_remove(id, false));
@@ -645,7 +619,7 @@ static void body_progress(bgjob_context *ctx) {
 }
 
 static void null_context_progress(void) {
-    FAILS(bgjob_context_progress(NULL, 1, "a", "s"), INVALID);
+    CHECK_FAILS(bgjob_context_progress(NULL, 1, "a", "s"), INVALID);
     uint64_t id = run_body(body_progress);
     bgjob_job_info *info = NULL;
     CHECK_OK(bgjob_get_job(id, &info));
@@ -661,11 +635,11 @@ static void null_context_progress(void) {
 }
 
 static void body_status_message(bgjob_context *ctx) {
-    FAILS(bgjob_context_set_status_message(ctx, NULL), INVALID);
+    CHECK_FAILS(bgjob_context_set_status_message(ctx, NULL), INVALID);
 }
 
 static void null_context_set_status_message(void) {
-    FAILS(bgjob_context_set_status_message(NULL, "m"), INVALID);
+    CHECK_FAILS(bgjob_context_set_status_message(NULL, "m"), INVALID);
     CHECK_OK(bgjob_remove(run_body(body_status_message), false));
 }
 
@@ -674,11 +648,11 @@ static void null_context_stop_requested(void) {
 }
 
 static void body_fail(bgjob_context *ctx) {
-    FAILS(bgjob_context_fail(ctx, NULL), INVALID);
+    CHECK_FAILS(bgjob_context_fail(ctx, NULL), INVALID);
 }
 
 static void null_context_fail(void) {
-    FAILS(bgjob_context_fail(NULL, "r"), INVALID);
+    CHECK_FAILS(bgjob_context_fail(NULL, "r"), INVALID);
     /* run_body checks the job Completed: the refused fail did not fail it. */
     CHECK_OK(bgjob_remove(run_body(body_fail), false));
 }
@@ -688,9 +662,9 @@ static int32_t work_input_nulls(bgjob_context *ctx, void *user_data) {
     const uint8_t *sentinel = (const uint8_t *)"sentinel";
     const uint8_t *data = sentinel;
     size_t len = 4242;
-    FAILS(bgjob_context_input(ctx, NULL, &len), INVALID);
-    FAILS(bgjob_context_input(ctx, &data, NULL), INVALID);
-    FAILS(bgjob_context_input(ctx, NULL, NULL), INVALID);
+    CHECK_FAILS(bgjob_context_input(ctx, NULL, &len), INVALID);
+    CHECK_FAILS(bgjob_context_input(ctx, &data, NULL), INVALID);
+    CHECK_FAILS(bgjob_context_input(ctx, NULL, NULL), INVALID);
     CHECK(data == sentinel && len == 4242); /* documented: out-pointers left unchanged */
     CHECK_OK(bgjob_context_input(ctx, &data, &len));
     CHECK(len == 2 && data != NULL && memcmp(data, "in", 2) == 0);
@@ -700,7 +674,7 @@ static int32_t work_input_nulls(bgjob_context *ctx, void *user_data) {
 static void null_context_input(void) {
     const uint8_t *data = NULL;
     size_t len = 0;
-    FAILS(bgjob_context_input(NULL, &data, &len), INVALID);
+    CHECK_FAILS(bgjob_context_input(NULL, &data, &len), INVALID);
     bgjob_spec *spec = named_spec("null-input");
     CHECK_OK(bgjob_spec_set_work(spec, work_input_nulls, NULL, NULL));
     CHECK_OK(bgjob_spec_add_input(spec, "in", 2));
@@ -715,23 +689,23 @@ static void null_context_job_id(void) {
 }
 
 static void null_context_checkpoint(void) {
-    FAILS(bgjob_context_checkpoint(NULL), INVALID);
+    CHECK_FAILS(bgjob_context_checkpoint(NULL), INVALID);
 }
 
 static void body_read_input(bgjob_context *ctx) {
     uint8_t *data = (uint8_t *)"sentinel";
     size_t len = 4242;
     /* None of these may block the job (it would wait for an answer nobody sends). */
-    FAILS(bgjob_context_read_input(ctx, NULL, &data, &len), INVALID);
-    FAILS(bgjob_context_read_input(ctx, "p", NULL, &len), INVALID);
-    FAILS(bgjob_context_read_input(ctx, "p", &data, NULL), INVALID);
+    CHECK_FAILS(bgjob_context_read_input(ctx, NULL, &data, &len), INVALID);
+    CHECK_FAILS(bgjob_context_read_input(ctx, "p", NULL, &len), INVALID);
+    CHECK_FAILS(bgjob_context_read_input(ctx, "p", &data, NULL), INVALID);
     CHECK(len == 4242);
 }
 
 static void null_context_read_input(void) {
     uint8_t *data = NULL;
     size_t len = 0;
-    FAILS(bgjob_context_read_input(NULL, "p", &data, &len), INVALID);
+    CHECK_FAILS(bgjob_context_read_input(NULL, "p", &data, &len), INVALID);
     CHECK_OK(bgjob_remove(run_body(body_read_input), false));
 }
 
@@ -756,7 +730,7 @@ static void null_send_input(void) {
     atomic_init(&a.len, 77);
     uint64_t id = start_job("asks", work_ask, &a, NULL, NULL);
     CHECK(wait_for_state(id, BGJOB_STATE_BLOCKED, BOUND_MS));
-    FAILS(bgjob_send_input(id, NULL, 5), INVALID);
+    CHECK_FAILS(bgjob_send_input(id, NULL, 5), INVALID);
     CHECK(state_of(id) == BGJOB_STATE_BLOCKED); /* the refused answer changed nothing */
     CHECK_OK(bgjob_send_input(id, NULL, 0));    /* documented: NULL with length 0 */
     CHECK_OK(bgjob_wait(&id, 1, BGJOB_WAIT_ALL, BOUND_MS, NULL, NULL));
@@ -772,21 +746,21 @@ static void null_buffer_free(void) {
 }
 
 static void null_spec_set_location(void) {
-    FAILS(bgjob_spec_set_location(NULL, "x"), INVALID);
+    CHECK_FAILS(bgjob_spec_set_location(NULL, "x"), INVALID);
     bgjob_spec *spec = named_spec(NULL);
-    FAILS(bgjob_spec_set_location(spec, NULL), INVALID);
+    CHECK_FAILS(bgjob_spec_set_location(spec, NULL), INVALID);
     bgjob_spec_free(spec);
 }
 
 static void null_spec_set_type_name(void) {
-    FAILS(bgjob_spec_set_type_name(NULL, "x"), INVALID);
+    CHECK_FAILS(bgjob_spec_set_type_name(NULL, "x"), INVALID);
     bgjob_spec *spec = named_spec(NULL);
-    FAILS(bgjob_spec_set_type_name(spec, NULL), INVALID);
+    CHECK_FAILS(bgjob_spec_set_type_name(spec, NULL), INVALID);
     bgjob_spec_free(spec);
 }
 
 static void null_spec_add_custom_child(void) {
-    FAILS(bgjob_spec_add_custom_child(NULL, "x"), INVALID);
+    CHECK_FAILS(bgjob_spec_add_custom_child(NULL, "x"), INVALID);
     bgjob_spec *spec = named_spec("custom-parent");
     CHECK_OK(bgjob_spec_add_custom_child(spec, NULL)); /* documented: NULL = Job<id> */
     uint64_t id = 0;
@@ -805,10 +779,10 @@ static void null_spec_add_custom_child(void) {
 static void null_spec_on_stop(void) {
     atomic_int fin;
     atomic_init(&fin, 0);
-    FAILS(bgjob_spec_on_stop(NULL, ignore_stop, &fin, count_finalize), INVALID);
+    CHECK_FAILS(bgjob_spec_on_stop(NULL, ignore_stop, &fin, count_finalize), INVALID);
     CHECK(atomic_load(&fin) == 1); /* documented: runs even if this fails */
     bgjob_spec *spec = named_spec(NULL);
-    FAILS(bgjob_spec_on_stop(spec, NULL, &fin, count_finalize), INVALID);
+    CHECK_FAILS(bgjob_spec_on_stop(spec, NULL, &fin, count_finalize), INVALID);
     CHECK(atomic_load(&fin) == 2);
     CHECK_OK(bgjob_spec_on_stop(spec, ignore_stop, NULL, NULL)); /* NULL finalizer: fine */
     bgjob_spec_free(spec);
@@ -816,7 +790,7 @@ static void null_spec_on_stop(void) {
 
 static void null_create_custom(void) {
     uint64_t id = 12345;
-    FAILS(bgjob_create_custom(NULL, &id), INVALID);
+    CHECK_FAILS(bgjob_create_custom(NULL, &id), INVALID);
     CHECK(id == 12345);
     /* NULL out_id: the spec is consumed all the same, its user data finalized. */
     atomic_int fin;
@@ -825,7 +799,7 @@ static void null_create_custom(void) {
     CHECK_OK(bgjob_spec_on_stop(spec, ignore_stop, &fin, count_finalize));
     CHECK_OK(bgjob_spec_on_state_changed(spec, ignore_event, &fin, count_finalize));
     size_t before = repo_count();
-    FAILS(bgjob_create_custom(spec, NULL), INVALID);
+    CHECK_FAILS(bgjob_create_custom(spec, NULL), INVALID);
     CHECK(atomic_load(&fin) == 2);
     CHECK(repo_count() == before);
 }
@@ -841,7 +815,7 @@ static void null_custom_set_state(void) {
 
 static void null_custom_write(void) {
     uint64_t id = running_custom();
-    FAILS(bgjob_custom_write(id, BGJOB_STREAM_OUTPUT, NULL, 5), INVALID);
+    CHECK_FAILS(bgjob_custom_write(id, BGJOB_STREAM_OUTPUT, NULL, 5), INVALID);
     CHECK_OK(bgjob_custom_write(id, BGJOB_STREAM_OUTPUT, NULL, 0)); /* documented */
     static const char *const empty[] = {""};
     expect_records(id, 1, empty);
@@ -850,7 +824,7 @@ static void null_custom_write(void) {
 
 static void null_custom_write_text(void) {
     uint64_t id = running_custom();
-    FAILS(bgjob_custom_write_text(id, BGJOB_STREAM_OUTPUT, NULL), INVALID);
+    CHECK_FAILS(bgjob_custom_write_text(id, BGJOB_STREAM_OUTPUT, NULL), INVALID);
     expect_records(id, 0, NULL);
     end_custom(id);
 }
@@ -863,7 +837,7 @@ static void null_custom_progress(void) {
 
 static void null_custom_set_status_message(void) {
     uint64_t id = running_custom();
-    FAILS(bgjob_custom_set_status_message(id, NULL), INVALID);
+    CHECK_FAILS(bgjob_custom_set_status_message(id, NULL), INVALID);
     end_custom(id);
 }
 
@@ -873,10 +847,10 @@ static void null_event_queue_open(void) {
     CHECK(q != NULL);
     bgjob_event_queue_free(q);
     q = NULL;
-    FAILS(bgjob_event_queue_open(NULL, 2, &q), INVALID);
+    CHECK_FAILS(bgjob_event_queue_open(NULL, 2, &q), INVALID);
     CHECK(q == NULL);
     uint64_t id = running_custom();
-    FAILS(bgjob_event_queue_open(&id, 1, NULL), INVALID);
+    CHECK_FAILS(bgjob_event_queue_open(&id, 1, NULL), INVALID);
     end_custom(id);
 }
 
@@ -887,14 +861,14 @@ static void null_event_queue_fd(void) {
 static void null_event_queue_next(void) {
     bgjob_state_event ev;
     bool got = true;
-    FAILS(bgjob_event_queue_next(NULL, &ev, &got), INVALID);
+    CHECK_FAILS(bgjob_event_queue_next(NULL, &ev, &got), INVALID);
     uint64_t id = 0;
     CHECK_OK(bgjob_create_custom(named_spec("queued-events"), &id));
     bgjob_event_queue *q = NULL;
     CHECK_OK(bgjob_event_queue_open(&id, 1, &q));
     CHECK_OK(bgjob_custom_set_state(id, BGJOB_STATE_RUNNING, NULL)); /* one event pending */
-    FAILS(bgjob_event_queue_next(q, NULL, &got), INVALID);
-    FAILS(bgjob_event_queue_next(q, &ev, NULL), INVALID);
+    CHECK_FAILS(bgjob_event_queue_next(q, NULL, &got), INVALID);
+    CHECK_FAILS(bgjob_event_queue_next(q, &ev, NULL), INVALID);
     /* The refused calls took nothing. */
     got = false;
     CHECK_OK(bgjob_event_queue_next(q, &ev, &got));
@@ -918,21 +892,21 @@ static void null_event_queue_next(void) {
 
 static void null_get_job(void) {
     uint64_t id = finished_job();
-    FAILS(bgjob_get_job(id, NULL), INVALID);
+    CHECK_FAILS(bgjob_get_job(id, NULL), INVALID);
     FAILS_EITHER(bgjob_get_job(id + 1000, NULL));
     CHECK_OK(bgjob_remove(id, false));
 }
 
 static void null_get_job_by_instance_id(void) {
     bgjob_job_info *info = NULL;
-    FAILS(bgjob_get_job_by_instance_id(NULL, &info), INVALID);
+    CHECK_FAILS(bgjob_get_job_by_instance_id(NULL, &info), INVALID);
     CHECK(info == NULL);
     uint64_t id = finished_job();
     CHECK_OK(bgjob_get_job(id, &info));
     char iid[64];
     snprintf(iid, sizeof iid, "%s", bgjob_job_info_instance_id(info));
     bgjob_job_info_free(info);
-    FAILS(bgjob_get_job_by_instance_id(iid, NULL), INVALID);
+    CHECK_FAILS(bgjob_get_job_by_instance_id(iid, NULL), INVALID);
     FAILS_EITHER(bgjob_get_job_by_instance_id("00000000-0000-4000-8000-000000000000", NULL));
     CHECK_OK(bgjob_remove(id, false));
 }
@@ -964,24 +938,24 @@ static void null_job_info_getters(void) {
 
 static void null_get_state(void) {
     uint64_t id = finished_job();
-    FAILS(bgjob_get_state(id, NULL), INVALID);
+    CHECK_FAILS(bgjob_get_state(id, NULL), INVALID);
     FAILS_EITHER(bgjob_get_state(id + 1000, NULL));
     CHECK_OK(bgjob_remove(id, false));
 }
 
 static void null_filters(void) {
-    FAILS(bgjob_filter_new(NULL), INVALID);
+    CHECK_FAILS(bgjob_filter_new(NULL), INVALID);
     bgjob_filter_free(NULL); /* documented: a no-op */
-    FAILS(bgjob_filter_set_name(NULL, "x"), INVALID);
-    FAILS(bgjob_filter_set_command(NULL, "x"), INVALID);
-    FAILS(bgjob_filter_set_state(NULL, BGJOB_STATE_RUNNING), INVALID);
-    FAILS(bgjob_filter_set_has_more_data(NULL, true), INVALID);
-    FAILS(bgjob_filter_set_newest(NULL, 1), INVALID);
-    FAILS(bgjob_filter_set_include_children(NULL, true), INVALID);
+    CHECK_FAILS(bgjob_filter_set_name(NULL, "x"), INVALID);
+    CHECK_FAILS(bgjob_filter_set_command(NULL, "x"), INVALID);
+    CHECK_FAILS(bgjob_filter_set_state(NULL, BGJOB_STATE_RUNNING), INVALID);
+    CHECK_FAILS(bgjob_filter_set_has_more_data(NULL, true), INVALID);
+    CHECK_FAILS(bgjob_filter_set_newest(NULL, 1), INVALID);
+    CHECK_FAILS(bgjob_filter_set_include_children(NULL, true), INVALID);
     bgjob_filter *f = NULL;
     CHECK_OK(bgjob_filter_new(&f));
-    FAILS(bgjob_filter_set_name(f, NULL), INVALID);
-    FAILS(bgjob_filter_set_command(f, NULL), INVALID);
+    CHECK_FAILS(bgjob_filter_set_name(f, NULL), INVALID);
+    CHECK_FAILS(bgjob_filter_set_command(f, NULL), INVALID);
     bgjob_filter_free(f);
 }
 
@@ -993,8 +967,8 @@ static void null_get_jobs_and_lists(void) {
     bgjob_job_list_free(list);
     bgjob_filter *f = NULL;
     CHECK_OK(bgjob_filter_new(&f));
-    FAILS(bgjob_get_jobs(f, NULL), INVALID);
-    FAILS(bgjob_get_jobs(NULL, NULL), INVALID);
+    CHECK_FAILS(bgjob_get_jobs(f, NULL), INVALID);
+    CHECK_FAILS(bgjob_get_jobs(NULL, NULL), INVALID);
     bgjob_filter_free(f);
     CHECK(bgjob_job_list_count(NULL) == 0);
     CHECK(bgjob_job_list_get(NULL, 0) == 0);
@@ -1003,24 +977,24 @@ static void null_get_jobs_and_lists(void) {
 }
 
 static void null_pools(void) {
-    FAILS(bgjob_pool_new(1, 1, NULL), INVALID);
-    FAILS(bgjob_pool_shutdown(NULL, 0), INVALID);
-    FAILS(bgjob_pool_shutdown(NULL, BGJOB_INFINITE), INVALID);
+    CHECK_FAILS(bgjob_pool_new(1, 1, NULL), INVALID);
+    CHECK_FAILS(bgjob_pool_shutdown(NULL, 0), INVALID);
+    CHECK_FAILS(bgjob_pool_shutdown(NULL, BGJOB_INFINITE), INVALID);
     bgjob_pool_free(NULL); /* documented: a no-op */
     bgjob_spec *spec = named_spec(NULL);
-    FAILS(bgjob_spec_set_pool(spec, NULL), INVALID);
+    CHECK_FAILS(bgjob_spec_set_pool(spec, NULL), INVALID);
     bgjob_spec_free(spec);
 }
 
 static void null_spec_set_argv(void) {
     static const char *const echo_a[] = {"echo", "a"};
     static const char *const with_null[] = {"echo", NULL};
-    FAILS(bgjob_spec_set_argv(NULL, echo_a, 2), INVALID);
+    CHECK_FAILS(bgjob_spec_set_argv(NULL, echo_a, 2), INVALID);
     bgjob_spec *spec = named_spec("argv");
     CHECK_OK(bgjob_spec_set_argv(spec, echo_a, 2));
-    FAILS(bgjob_spec_set_argv(spec, NULL, 1), INVALID);
-    FAILS(bgjob_spec_set_argv(spec, NULL, 0), INVALID);
-    FAILS(bgjob_spec_set_argv(spec, with_null, 2), INVALID);
+    CHECK_FAILS(bgjob_spec_set_argv(spec, NULL, 1), INVALID);
+    CHECK_FAILS(bgjob_spec_set_argv(spec, NULL, 0), INVALID);
+    CHECK_FAILS(bgjob_spec_set_argv(spec, with_null, 2), INVALID);
     /* Documented: the spec unchanged, so it still runs `echo a`. */
     uint64_t id = start_spec(spec);
     CHECK_OK(bgjob_wait(&id, 1, BGJOB_WAIT_ALL, BOUND_MS, NULL, NULL));
@@ -1031,10 +1005,10 @@ static void null_spec_set_argv(void) {
 
 static void null_spec_set_env(void) {
     static const char *const argv[] = {"sh", "-c", "echo ${HOME-unset}"};
-    FAILS(bgjob_spec_set_env(NULL, "A", "b"), INVALID);
+    CHECK_FAILS(bgjob_spec_set_env(NULL, "A", "b"), INVALID);
     bgjob_spec *spec = named_spec("env");
     CHECK_OK(bgjob_spec_set_argv(spec, argv, 3));
-    FAILS(bgjob_spec_set_env(spec, NULL, "b"), INVALID);
+    CHECK_FAILS(bgjob_spec_set_env(spec, NULL, "b"), INVALID);
     CHECK_OK(bgjob_spec_set_env(spec, "HOME", NULL)); /* documented: removes HOME */
     uint64_t id = start_spec(spec);
     CHECK_OK(bgjob_wait(&id, 1, BGJOB_WAIT_ALL, BOUND_MS, NULL, NULL));
@@ -1044,23 +1018,23 @@ static void null_spec_set_env(void) {
 }
 
 static void null_spec_clear_env(void) {
-    FAILS(bgjob_spec_clear_env(NULL), INVALID);
+    CHECK_FAILS(bgjob_spec_clear_env(NULL), INVALID);
 }
 
 static void null_spec_set_working_directory(void) {
-    FAILS(bgjob_spec_set_working_directory(NULL, "/"), INVALID);
+    CHECK_FAILS(bgjob_spec_set_working_directory(NULL, "/"), INVALID);
     bgjob_spec *spec = named_spec(NULL);
-    FAILS(bgjob_spec_set_working_directory(spec, NULL), INVALID);
+    CHECK_FAILS(bgjob_spec_set_working_directory(spec, NULL), INVALID);
     bgjob_spec_free(spec);
 }
 
 static void null_spec_set_stdin(void) {
     static const char *const cat[] = {"cat"};
-    FAILS(bgjob_spec_set_stdin(NULL, "x", 1), INVALID);
+    CHECK_FAILS(bgjob_spec_set_stdin(NULL, "x", 1), INVALID);
     bgjob_spec *spec = named_spec("stdin");
     CHECK_OK(bgjob_spec_set_argv(spec, cat, 1));
     CHECK_OK(bgjob_spec_set_stdin(spec, "kept\n", 5));
-    FAILS(bgjob_spec_set_stdin(spec, NULL, 3), INVALID); /* documented; spec unchanged */
+    CHECK_FAILS(bgjob_spec_set_stdin(spec, NULL, 3), INVALID); /* documented; spec unchanged */
     uint64_t id = start_spec(spec);
     CHECK_OK(bgjob_wait(&id, 1, BGJOB_WAIT_ALL, BOUND_MS, NULL, NULL));
     static const char *const kept[] = {"kept"};
@@ -1072,14 +1046,14 @@ static void null_spec_set_stdin(void) {
 }
 
 static void null_spec_process_settings(void) {
-    FAILS(bgjob_spec_set_stop_grace(NULL, 5), INVALID);
-    FAILS(bgjob_spec_set_output_mode(NULL, BGJOB_OUTPUT_LINES), INVALID);
+    CHECK_FAILS(bgjob_spec_set_stop_grace(NULL, 5), INVALID);
+    CHECK_FAILS(bgjob_spec_set_output_mode(NULL, BGJOB_OUTPUT_LINES), INVALID);
 }
 
 static void null_receive_and_records(void) {
     uint64_t id = finished_job();
-    FAILS(bgjob_receive(id, 0, 0, 0, NULL), INVALID);
-    FAILS(bgjob_receive(id, BGJOB_RECEIVE_WAIT, 0, BGJOB_INFINITE, NULL), INVALID);
+    CHECK_FAILS(bgjob_receive(id, 0, 0, 0, NULL), INVALID);
+    CHECK_FAILS(bgjob_receive(id, BGJOB_RECEIVE_WAIT, 0, BGJOB_INFINITE, NULL), INVALID);
     static const char *const two[] = {"2"};
     expect_records(id, 1, two); /* the refused receives took nothing */
     CHECK(bgjob_records_count(NULL) == 0);
@@ -1089,26 +1063,26 @@ static void null_receive_and_records(void) {
 }
 
 static void null_spec_new_and_free(void) {
-    FAILS(bgjob_spec_new(NULL), INVALID);
+    CHECK_FAILS(bgjob_spec_new(NULL), INVALID);
     bgjob_spec_free(NULL);
 }
 
 static void null_spec_set_name_and_command(void) {
-    FAILS(bgjob_spec_set_name(NULL, "x"), INVALID);
-    FAILS(bgjob_spec_set_command(NULL, "x"), INVALID);
+    CHECK_FAILS(bgjob_spec_set_name(NULL, "x"), INVALID);
+    CHECK_FAILS(bgjob_spec_set_command(NULL, "x"), INVALID);
     bgjob_spec *spec = named_spec(NULL);
-    FAILS(bgjob_spec_set_name(spec, NULL), INVALID);
-    FAILS(bgjob_spec_set_command(spec, NULL), INVALID);
+    CHECK_FAILS(bgjob_spec_set_name(spec, NULL), INVALID);
+    CHECK_FAILS(bgjob_spec_set_command(spec, NULL), INVALID);
     bgjob_spec_free(spec);
 }
 
 static void null_spec_set_work(void) {
     probe p;
     probe_init(&p, 0);
-    FAILS(bgjob_spec_set_work(NULL, work_write_two, &p, probe_finalize), INVALID);
+    CHECK_FAILS(bgjob_spec_set_work(NULL, work_write_two, &p, probe_finalize), INVALID);
     CHECK(atomic_load(&p.finalized) == 1); /* documented: owned even if this fails */
     bgjob_spec *spec = named_spec(NULL);
-    FAILS(bgjob_spec_set_work(spec, NULL, &p, probe_finalize), INVALID);
+    CHECK_FAILS(bgjob_spec_set_work(spec, NULL, &p, probe_finalize), INVALID);
     CHECK(atomic_load(&p.finalized) == 2);
     CHECK_OK(bgjob_spec_set_work(spec, work_write_two, NULL, NULL)); /* NULL data, finalizer */
     uint64_t id = start_spec(spec);
@@ -1121,15 +1095,15 @@ static void null_spec_set_work(void) {
 static void null_spec_set_pool(void) {
     bgjob_pool *pool = NULL;
     CHECK_OK(bgjob_pool_new(1, 0, &pool));
-    FAILS(bgjob_spec_set_pool(NULL, pool), INVALID);
+    CHECK_FAILS(bgjob_spec_set_pool(NULL, pool), INVALID);
     pool_close(pool);
 }
 
 static void null_spec_add_input(void) {
-    FAILS(bgjob_spec_add_input(NULL, "x", 1), INVALID);
+    CHECK_FAILS(bgjob_spec_add_input(NULL, "x", 1), INVALID);
     bgjob_spec *spec = named_spec("inputs");
     CHECK_OK(bgjob_spec_set_work(spec, work_write_two, NULL, NULL));
-    FAILS(bgjob_spec_add_input(spec, NULL, 4), INVALID);
+    CHECK_FAILS(bgjob_spec_add_input(spec, NULL, 4), INVALID);
     CHECK_OK(bgjob_spec_add_input(spec, NULL, 0)); /* documented: an empty input */
     uint64_t id = start_spec(spec);
     CHECK_OK(bgjob_wait(&id, 1, BGJOB_WAIT_ALL, BOUND_MS, NULL, NULL));
@@ -1142,16 +1116,16 @@ static void null_spec_add_input(void) {
 }
 
 static void null_spec_set_throttle_limit(void) {
-    FAILS(bgjob_spec_set_throttle_limit(NULL, 1), INVALID);
+    CHECK_FAILS(bgjob_spec_set_throttle_limit(NULL, 1), INVALID);
 }
 
 static void null_spec_on_state_changed(void) {
     atomic_int fin;
     atomic_init(&fin, 0);
-    FAILS(bgjob_spec_on_state_changed(NULL, ignore_event, &fin, count_finalize), INVALID);
+    CHECK_FAILS(bgjob_spec_on_state_changed(NULL, ignore_event, &fin, count_finalize), INVALID);
     CHECK(atomic_load(&fin) == 1);
     bgjob_spec *spec = named_spec(NULL);
-    FAILS(bgjob_spec_on_state_changed(spec, NULL, &fin, count_finalize), INVALID);
+    CHECK_FAILS(bgjob_spec_on_state_changed(spec, NULL, &fin, count_finalize), INVALID);
     CHECK(atomic_load(&fin) == 2);
     CHECK_OK(bgjob_spec_on_state_changed(spec, ignore_event, NULL, NULL));
     bgjob_spec_free(spec);
@@ -1161,7 +1135,7 @@ static void null_on_state_changed(void) {
     uint64_t id = finished_job();
     atomic_int fin;
     atomic_init(&fin, 0);
-    FAILS(bgjob_on_state_changed(id, NULL, &fin, count_finalize, NULL), INVALID);
+    CHECK_FAILS(bgjob_on_state_changed(id, NULL, &fin, count_finalize, NULL), INVALID);
     CHECK(atomic_load(&fin) == 1);
     /* Documented: finalizer and out_registration may be NULL. */
     CHECK_OK(bgjob_on_state_changed(id, ignore_event, NULL, NULL, NULL));
@@ -1172,7 +1146,7 @@ static void null_on_any_state_changed(void) {
     atomic_int fin, events;
     atomic_init(&fin, 0);
     atomic_init(&events, 0);
-    FAILS(bgjob_on_any_state_changed(NULL, &fin, count_finalize, NULL), INVALID);
+    CHECK_FAILS(bgjob_on_any_state_changed(NULL, &fin, count_finalize, NULL), INVALID);
     CHECK(atomic_load(&fin) == 1);
     uint64_t reg = 0;
     CHECK_OK(bgjob_on_any_state_changed(count_event, &events, NULL, &reg));
@@ -1185,14 +1159,14 @@ static void null_on_any_state_changed(void) {
 
 static void null_start(void) {
     uint64_t id = 12345;
-    FAILS(bgjob_start(NULL, &id), INVALID);
+    CHECK_FAILS(bgjob_start(NULL, &id), INVALID);
     CHECK(id == 12345);
     probe p;
     probe_init(&p, 0);
     bgjob_spec *spec = named_spec(NULL);
     CHECK_OK(bgjob_spec_set_work(spec, work_write_two, &p, probe_finalize));
     size_t before = repo_count();
-    FAILS(bgjob_start(spec, NULL), INVALID); /* the spec is consumed anyway */
+    CHECK_FAILS(bgjob_start(spec, NULL), INVALID); /* the spec is consumed anyway */
     CHECK(atomic_load(&p.finalized) == 1 && atomic_load(&p.runs) == 0);
     CHECK(repo_count() == before);
 }
@@ -1201,9 +1175,9 @@ static void null_start_fn(void) {
     probe p;
     probe_init(&p, 0);
     uint64_t id = 12345;
-    FAILS(bgjob_start_fn(NULL, &p, probe_finalize, NULL, &id), INVALID);
+    CHECK_FAILS(bgjob_start_fn(NULL, &p, probe_finalize, NULL, &id), INVALID);
     CHECK(atomic_load(&p.finalized) == 1 && id == 12345);
-    FAILS(bgjob_start_fn(work_write_two, &p, probe_finalize, NULL, NULL), INVALID);
+    CHECK_FAILS(bgjob_start_fn(work_write_two, &p, probe_finalize, NULL, NULL), INVALID);
     CHECK(atomic_load(&p.finalized) == 2 && atomic_load(&p.runs) == 0);
     /* Documented: NULL user data and finalizer, NULL pool = the default pool. */
     CHECK_OK(bgjob_start_fn(work_write_two, NULL, NULL, NULL, &id));
@@ -1213,14 +1187,14 @@ static void null_start_fn(void) {
 
 static void null_run_inline(void) {
     uint64_t id = 12345;
-    FAILS(bgjob_run_inline(NULL, &id), INVALID);
+    CHECK_FAILS(bgjob_run_inline(NULL, &id), INVALID);
     CHECK(id == 12345);
     probe p;
     probe_init(&p, 0);
     bgjob_spec *spec = named_spec(NULL);
     CHECK_OK(bgjob_spec_set_work(spec, work_write_two, &p, probe_finalize));
     size_t before = repo_count();
-    FAILS(bgjob_run_inline(spec, NULL), INVALID);
+    CHECK_FAILS(bgjob_run_inline(spec, NULL), INVALID);
     CHECK(atomic_load(&p.finalized) == 1 && atomic_load(&p.runs) == 0);
     CHECK(repo_count() == before);
 }
@@ -1231,8 +1205,8 @@ static void null_selftest_panic(void) {
 
 static void null_wait(void) {
     uint64_t id = finished_job();
-    FAILS(bgjob_wait(NULL, 1, BGJOB_WAIT_ALL, 0, NULL, NULL), INVALID);
-    FAILS(bgjob_wait(NULL, 3, BGJOB_WAIT_ANY, BGJOB_INFINITE, NULL, NULL), INVALID);
+    CHECK_FAILS(bgjob_wait(NULL, 1, BGJOB_WAIT_ALL, 0, NULL, NULL), INVALID);
+    CHECK_FAILS(bgjob_wait(NULL, 3, BGJOB_WAIT_ANY, BGJOB_INFINITE, NULL, NULL), INVALID);
     size_t n = 9;
     CHECK_OK(bgjob_wait(NULL, 0, BGJOB_WAIT_ALL, BGJOB_INFINITE, NULL, &n)); /* documented */
     CHECK(n == 0);
@@ -2483,7 +2457,7 @@ static void shutdown_racing_starts(void *arg) {
     race_shutdown("bgjob_shutdown racing 4 starting threads", NULL, 1);
     CHECK_OK(bgjob_shutdown(BOUND_MS)); /* repeatable */
     uint64_t id = 0;
-    FAILS(bgjob_start_fn(work_write_two, NULL, NULL, NULL, &id), BGJOB_E_SHUT_DOWN);
+    CHECK_FAILS(bgjob_start_fn(work_write_two, NULL, NULL, NULL, &id), BGJOB_E_SHUT_DOWN);
     /* A new private pool still works after the default pool's shutdown. */
     bgjob_pool *later = NULL;
     CHECK_OK(bgjob_pool_new(1, 0, &later));

@@ -37,16 +37,6 @@ static bool sanitize;
 
 /* ===== small helpers ===================================================================== */
 
-/* Threads of this process now (entries of /proc/self/task). */
-static int thread_count(void) {
-    DIR *d = opendir("/proc/self/task");
-    if (d == NULL) return -1;
-    int n = 0;
-    struct dirent *e;
-    while ((e = readdir(d)) != NULL) n += e->d_name[0] != '.';
-    closedir(d);
-    return n;
-}
 
 /* Bounded poll until the thread count is `want`: a thread that exited (even one that was
  * joined) can still be listed in /proc for a moment. Returns the last count seen. */

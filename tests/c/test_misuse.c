@@ -2,38 +2,11 @@
  * removed ids, out-of-range enums and flags, invalid UTF-8, bad timeouts, specs freed or
  * started wrongly, shut-down pools, a panic inside Rust, and _free(NULL). */
 #include "check.h"
+#include "last_error.h"
 #include "util.h"
 
 static bgjob_pool *g_pool = NULL;
 
-/* An id that no test ever gets: its NO_SUCH_JOB message primes the last error, so that
- * a check can see that the call under test wrote a message of its own. */
-#define MARKER_ID (UINT64_MAX - 7)
-static char g_marker[256];
-
-static void prime_last_error(void) {
-    bgjob_job_state st;
-    bgjob_get_state(MARKER_ID, &st);
-    snprintf(g_marker, sizeof g_marker, "%s", bgjob_last_error_message());
-}
-
-/* Whether the last error message is non-empty and was written after prime_last_error. */
-static bool fresh_message(void) {
-    const char *m = bgjob_last_error_message();
-    return m != NULL && m[0] != '\0' && strcmp(m, g_marker) != 0;
-}
-
-/* The call fails with `want` and leaves a message of its own. */
-#define CHECK_FAILS(expr, want)                                                         \
-    do {                                                                                \
-        prime_last_error();                                                             \
-        CHECK_STATUS((expr), (want));                                                   \
-        if (!fresh_message()) {                                                         \
-            fprintf(stderr, "  FAIL %s (%s:%d): %s left no message of its own\n",      \
-                    check_current, __FILE__, __LINE__, #expr);                          \
-            check_failures++;                                                           \
-        }                                                                               \
-    } while (0)
 
 /* A value-returning call gives `fallback` and leaves a message of its own. */
 #define CHECK_FALLBACK(expr, fallback)                                                  \
@@ -693,13 +666,13 @@ static void test_last_error_is_per_thread_and_kept_on_success(void) {
     bgjob_job_list *list = NULL;
     CHECK_OK(bgjob_get_jobs(NULL, &list));
     bgjob_job_list_free(list);
-    CHECK(strcmp(bgjob_last_error_message(), g_marker) == 0);
+    CHECK(strcmp(bgjob_last_error_message(), last_error_marker) == 0);
     /* Failures on another thread do not touch this thread's message. */
     uint64_t id = start_job(NULL, work_fail_calls, NULL, NULL, g_pool);
     CHECK_OK(bgjob_wait(&id, 1, BGJOB_WAIT_ALL, 20000, NULL, NULL));
     CHECK(state_of(id) == BGJOB_STATE_COMPLETED);
     CHECK_OK(bgjob_remove(id, false));
-    CHECK(strcmp(bgjob_last_error_message(), g_marker) == 0);
+    CHECK(strcmp(bgjob_last_error_message(), last_error_marker) == 0);
 }
 
 static void test_free_null_is_a_no_op(void) {
