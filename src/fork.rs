@@ -47,7 +47,8 @@ pub(crate) fn install() {
 }
 
 /// The process reactor's lock (taken first: its holders take no other lock), then every
-/// repository shard's, then the state index's directory (whose holders take no other lock).
+/// repository shard's, then the state index's directory and the repository-wide callback
+/// list (whose holders take no other lock).
 type Held = (
     reactor::ForkGuard,
     ShardGuards,

@@ -901,6 +901,16 @@ impl Job {
         lock(&self.details).as_mut().and_then(|d| d.input.take())
     }
 
+    /// Frees the user data of work that never ran (its finalizer runs) on the stopping
+    /// thread, which may be a worker or hold a change not yet delivered: a panic in the
+    /// drop is reported, never unwound.
+    fn drop_unrun_work(&self, work: Work) {
+        crate::error::guard_user_code(
+            format_args!("dropping the unrun work of job {}", self.id),
+            || drop(work),
+        );
+    }
+
     /// Executor side: NotStarted → Running and hands out the work; `None` if the job was
     /// stopped before it could run (it never runs then).
     pub(crate) fn begin_work(self: &Arc<Self>) -> Option<Work> {
@@ -922,10 +932,7 @@ impl Job {
             // and a panicking drop must not kill the worker.
             if let Some(work) = work {
                 let _working = current::enter_work(self.id);
-                crate::error::guard_user_code(
-                    format_args!("dropping the unrun work of job {}", self.id),
-                    || drop(work),
-                );
+                self.drop_unrun_work(work);
             }
             self.finish_work(Ok(()));
             return None;
@@ -1023,10 +1030,7 @@ impl Job {
         // Nor may a panicking drop unwind past a change stored and not yet delivered.
         if let Some(work) = work {
             let _delivering = current::enter_dispatch(self.id);
-            crate::error::guard_user_code(
-                format_args!("dropping the unrun work of job {}", self.id),
-                || drop(work),
-            );
+            self.drop_unrun_work(work);
         }
         if dispatch {
             self.dispatch();

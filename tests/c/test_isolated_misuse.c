@@ -2018,12 +2018,9 @@ static void fork_while_jobs_run(void *arg) {
     fork_while_jobs_run_impl(FORK_QUIET);
 }
 
-/* Disabled (bugs): with other threads inside bgjob calls at the fork, the child sometimes
- * cannot run a job at all:
- * - the repository-wide callback list's lock (events::CallbackList::list, taken by
- *   snapshot() in every dispatch once bgjob_on_any_state_changed or an event queue
- *   registered one) is not among the locks the atfork handler holds; copied held, every
- *   state change in the child blocks in Job::dispatch: no job there ever finishes;
+/* Disabled (bug): with other threads inside bgjob calls at the fork, the child sometimes
+ * cannot run a job at all (a second cause, the repository-wide callback list's lock copied
+ * held, is fixed: fork.rs holds it across the fork):
  * - respawn_after_fork drains the old incarnation's queue (a crossbeam channel) with
  *   try_iter(); if a thread was mid-send at the fork, try_recv spins for ever on the slot
  *   it had reserved: the child's first start on that pool never returns. */
@@ -2037,7 +2034,7 @@ static void fork_during_churn(void *arg) {
  * of the pool (e.g. bgjob_receive holding that job's record lock), the child's "bgjob-fork"
  * thread, which fails the parent's jobs one after another, blocks for ever on that job's
  * lock (Job::store_state, called by finish_work from respawn_after_fork) and never reaches
- * the others: a wait on them in the child never ends. (Also hit by the bugs above.) */
+ * the others: a wait on them in the child never ends. (Also hit by the bug above.) */
 static void fork_during_churn_parents_jobs_end(void *arg) {
     (void)arg;
     fork_while_jobs_run_impl(FORK_CHURN_PARENTS);
