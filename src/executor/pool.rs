@@ -183,6 +183,8 @@ pub(crate) struct PoolInner {
     live: AtomicUsize,
     /// Workers running a job (blocked ones included).
     busy: AtomicUsize,
+    /// Workers ever started (they are named by this count).
+    started: AtomicUsize,
     /// Workers whose job is blocked in a bgjob wait.
     blocked: AtomicUsize,
     /// Each worker's current job, so shutdown can stop them.
@@ -346,6 +348,7 @@ impl PoolInner {
             throttle: Throttle::new(throttle_limit),
             live: AtomicUsize::new(0),
             busy: AtomicUsize::new(0),
+            started: AtomicUsize::new(0),
             blocked: AtomicUsize::new(0),
             slots: Mutex::new(Vec::new()),
             handed_off: Mutex::new(HashMap::new()),
@@ -376,16 +379,20 @@ impl PoolInner {
         lock(&self.slots).push(slot.clone());
         self.live.fetch_add(1, Ordering::AcqRel);
         let pool = self.clone();
-        let n = lock(&self.slots).len();
+        let n = self.started.fetch_add(1, Ordering::Relaxed) + 1;
+        // Held across the spawn: a worker that retires looks its handle up under this lock
+        // (`forget_worker`), so it must be there before the worker can look.
+        let mut handles = lock(&self.handles);
         let spawned = std::thread::Builder::new()
             .name(format!("bgjob-{}-{}", self.id, n))
             .spawn(move || pool.worker_loop(slot));
         match spawned {
             Ok(h) => {
-                lock(&self.handles).push(h);
+                handles.push(h);
                 Ok(())
             }
             Err(e) => {
+                drop(handles);
                 self.worker_exited();
                 Err(Error::InvalidState(format!(
                     "cannot start a worker thread: {e}"
@@ -399,12 +406,23 @@ impl PoolInner {
         let retired = self.serve(&slot);
         WORKER_OF.with(|w| *w.borrow_mut() = None);
         if retired {
+            self.forget_worker(&slot);
             // try_retire counted this worker out already; shutdown may be waiting.
             let _g = lock(&self.exited.0);
             self.exited.1.notify_all();
         } else {
             self.worker_exited();
         }
+    }
+
+    /// A spare that retired gives back what the pool kept for it: its slot, and its
+    /// thread's handle, dropped, which detaches the thread. Kept, the handle would hold the
+    /// finished thread (its stack) until a join at shutdown — never, for the default pool —
+    /// and every spare that came and went would add one.
+    fn forget_worker(&self, slot: &Slot) {
+        lock(&self.slots).retain(|s| !Arc::ptr_eq(s, slot));
+        let me = std::thread::current().id();
+        lock(&self.handles).retain(|h| h.thread().id() != me);
     }
 
     /// Gives a throttle permit back (a [`Permit`] dropped).
@@ -562,4 +580,66 @@ pub(crate) fn blocking<R>(wait: impl FnOnce() -> R) -> R {
         }
     });
     r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::JobSpec;
+    use crate::state::JobState;
+    use crate::wait::{WaitMode, wait_jobs};
+    use std::time::Instant;
+
+    const LONG: Duration = Duration::from_secs(60);
+
+    /// Polls `cond` until it holds or a minute passes (retiring is asynchronous: a spare
+    /// leaves after idling `SPARE_IDLE`; there is no event to wait on).
+    fn eventually(cond: impl Fn() -> bool) -> bool {
+        let deadline = Instant::now() + LONG;
+        while Instant::now() < deadline {
+            if cond() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        cond()
+    }
+
+    #[test]
+    fn a_retired_spare_leaves_no_slot_and_no_handle_behind() {
+        let pool = Pool::new(1, 0).unwrap();
+        for round in 0..2 {
+            // The outer job waits for the inner one, queued behind it on this one-thread
+            // pool: the pool lends a spare worker, which retires once idle.
+            let p = pool.clone();
+            let outer = JobSpec::new(move |_| {
+                let inner = JobSpec::new(|_| Ok(())).pool(&p).start()?;
+                let r = wait_jobs(std::slice::from_ref(&inner), WaitMode::All, Some(LONG))?;
+                if r.timed_out {
+                    return Err("inner job did not finish".into());
+                }
+                crate::repository::remove_job(inner.id(), false)?;
+                Ok(())
+            })
+            .pool(&pool)
+            .start()
+            .unwrap();
+            let r = wait_jobs(std::slice::from_ref(&outer), WaitMode::All, Some(LONG)).unwrap();
+            assert!(!r.timed_out);
+            assert_eq!(outer.state(), JobState::Completed, "round {round}");
+            crate::repository::remove_job(outer.id(), false).unwrap();
+            let inner = pool.shared.load();
+            assert!(
+                inner.started.load(Ordering::Relaxed) >= 2 + round,
+                "no spare was lent"
+            );
+            assert!(
+                eventually(|| lock(&inner.slots).len() == 1 && lock(&inner.handles).len() == 1),
+                "round {round}: {} slots, {} handles for one worker",
+                lock(&inner.slots).len(),
+                lock(&inner.handles).len()
+            );
+        }
+        pool.shutdown(Some(LONG)).unwrap();
+    }
 }

@@ -294,6 +294,13 @@ impl Reactor {
                     && (inbox.quit || idle_since.elapsed() >= IDLE_LINGER)
                 {
                     inbox.alive = false;
+                    if !inbox.quit {
+                        // Idle: nobody will join this thread until the next process job,
+                        // maybe never. Dropping its handle detaches it, so the system
+                        // frees it as it exits instead of keeping it, finished, until
+                        // then (a shutdown's quit joins it instead).
+                        drop(inbox.thread.take());
+                    }
                     self.exited.notify_all();
                     return;
                 }
