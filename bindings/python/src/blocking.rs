@@ -4,6 +4,7 @@
 
 use pyo3::prelude::*;
 use pyo3::types::PyAny;
+use std::cell::Cell;
 use std::time::{Duration, Instant};
 
 const SLICE: Duration = Duration::from_millis(50);
@@ -35,7 +36,7 @@ pub(crate) fn sliced<T: Send>(
             None => SLICE,
             Some(d) => d.saturating_duration_since(Instant::now()).min(SLICE),
         };
-        let out = py.detach(|| step(slice)).map_err(crate::errors::to_py)?;
+        let out = detach(py, || step(slice)).map_err(crate::errors::to_py)?;
         if out.is_some() {
             return Ok(out);
         }
@@ -44,6 +45,55 @@ pub(crate) fn sliced<T: Send>(
         }
         py.check_signals()?;
     }
+}
+
+thread_local! {
+    /// How deep this thread is in [`detach`]ed core calls.
+    static DETACHED: Cell<usize> = const { Cell::new(0) };
+    /// A main-thread callback's `KeyboardInterrupt`, held until the outermost core call
+    /// returns (see `call_from_bgjob`).
+    static INTERRUPT_DEFERRED: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Runs the core call `f` with the interpreter released (`Python::detach`). The state
+/// changes it makes may run Python callbacks on this thread; a `KeyboardInterrupt` one of
+/// them raised on the main thread is handed back to the signal machinery once `f` returns,
+/// so the caller's next signal check raises it — and not the next callback.
+pub(crate) fn detach<T: pyo3::marker::Ungil>(
+    py: Python<'_>,
+    f: impl pyo3::marker::Ungil + FnOnce() -> T,
+) -> T {
+    /// Leaves the detached scope even if `f` unwinds.
+    struct Depth;
+    impl Drop for Depth {
+        fn drop(&mut self) {
+            let depth = DETACHED.get() - 1;
+            DETACHED.set(depth);
+            if depth == 0 && INTERRUPT_DEFERRED.replace(false) {
+                rearm_interrupt();
+            }
+        }
+    }
+    DETACHED.set(DETACHED.get() + 1);
+    let _depth = Depth;
+    py.detach(f)
+}
+
+/// Hands a deferred `KeyboardInterrupt` back now: called as Python work starts on this
+/// thread (an inline run), which is the program's code, not another callback of the
+/// change — Ctrl-C must interrupt it as it would any Python code.
+pub(crate) fn rearm_deferred_interrupt() {
+    if INTERRUPT_DEFERRED.replace(false) {
+        rearm_interrupt();
+    }
+}
+
+/// Sets the flag a SIGINT sets: the interpreter raises `KeyboardInterrupt` at its next
+/// signal check.
+fn rearm_interrupt() {
+    // SAFETY: callable from any thread, attached or not (even from a signal handler); it
+    // only sets the signal-tripped flag.
+    unsafe { pyo3::ffi::PyErr_SetInterrupt() };
 }
 
 /// Runs `call(py, callable)` from a bgjob thread (a worker or a state change's
@@ -71,9 +121,14 @@ pub(crate) fn call_from_bgjob(
                 // program, not for the callback. Swallowing it would leave the caller's
                 // wait running on; handing it back to the signal machinery makes the
                 // caller's next signal check raise it.
-                // SAFETY: callable with the interpreter attached (and even from a signal
-                // handler); it only sets the flag a SIGINT sets.
-                unsafe { pyo3::ffi::PyErr_SetInterrupt() };
+                // Not at once, though: the other callbacks of this change would get it
+                // on entry, and never run their bodies. `detach` re-arms it when the core
+                // call that ran these callbacks returns.
+                if DETACHED.get() > 0 {
+                    INTERRUPT_DEFERRED.set(true);
+                } else {
+                    rearm_interrupt();
+                }
             } else {
                 err.write_unraisable(py, Some(cb));
             }
@@ -132,7 +187,7 @@ pub(crate) fn park_interruptibly<T: Send + 'static>(
     match waited {
         Ok(Some(parked)) => {
             // It has sent its answer: it is ending.
-            py.detach(|| helper.join()).ok();
+            detach(py, || helper.join()).ok();
             parked.map_err(crate::errors::to_py)
         }
         // A wait without a timeout ends with an answer or an error.
@@ -140,7 +195,7 @@ pub(crate) fn park_interruptibly<T: Send + 'static>(
             "a park without a timeout ended without an answer",
         )),
         Err(interrupt) => {
-            py.detach(|| {
+            detach(py, || {
                 job.request_stop();
                 let _ = answer(None);
                 let _ = helper.join();

@@ -68,6 +68,7 @@ fn run_attached(
             drop(call);
             return Err("the Python interpreter is exiting".to_string());
         };
+        crate::blocking::rearm_deferred_interrupt();
         CURRENT.with(|c| c.borrow_mut().push(ctx.clone()));
         let result = call(py);
         CURRENT.with(|c| c.borrow_mut().pop());
@@ -226,7 +227,7 @@ impl JobContext {
                 ctx.checkpoint()
             });
         }
-        py.detach(|| self.ctx.checkpoint()).py_err()
+        crate::blocking::detach(py, || self.ctx.checkpoint()).py_err()
     }
 
     /// Asks the job's host for input: the job becomes Blocked, showing `prompt` (its
@@ -247,7 +248,7 @@ impl JobContext {
                 ctx.read_input(&prompt)
             })?
         } else {
-            py.detach(|| self.ctx.read_input(prompt)).py_err()?
+            crate::blocking::detach(py, || self.ctx.read_input(prompt)).py_err()?
         };
         convert::payload_value(py, &input)
     }

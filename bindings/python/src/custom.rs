@@ -72,7 +72,7 @@ impl CustomJob {
         reason: Option<&str>,
     ) -> PyResult<()> {
         let state = convert::job_state_arg(state)?;
-        py.detach(|| self.custom.set_state(state, reason)).py_err()
+        crate::blocking::detach(py, || self.custom.set_state(state, reason)).py_err()
     }
 
     /// Writes `obj` (any Python object, kept as it is) to the output stream;
@@ -241,6 +241,6 @@ pub(crate) fn create_custom_job<'py>(
         spec = spec.on_state_changed_boxed(state_callback(cb));
     }
     // Creating it (and its children) runs no Python: nothing moves before the host does.
-    let custom = py.detach(move || spec.create());
+    let custom = crate::blocking::detach(py, move || spec.create());
     CustomJob::wrap(py, custom)
 }

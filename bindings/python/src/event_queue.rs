@@ -92,9 +92,8 @@ impl EventQueue {
     #[pyo3(signature = (jobs = None))]
     fn new(py: Python<'_>, jobs: Option<&Bound<'_, PyAny>>) -> PyResult<EventQueue> {
         let ids = jobs.map(job_ids).transpose()?;
-        let queue = py
-            .detach(|| bgjob::EventQueue::open(ids.as_deref()))
-            .py_err()?;
+        let queue =
+            crate::blocking::detach(py, || bgjob::EventQueue::open(ids.as_deref())).py_err()?;
         Ok(EventQueue {
             queue: Mutex::new(Some(queue)),
             wakers: Mutex::new(Wakers::default()),
@@ -162,7 +161,7 @@ impl EventQueue {
             return;
         };
         // Unregistering and closing run no Python.
-        py.detach(move || drop(queue));
+        crate::blocking::detach(py, move || drop(queue));
         let wakers = std::mem::take(&mut locked(&self.wakers).calls);
         for (_, waker) in wakers {
             if let Err(e) = waker.bind(py).call0() {

@@ -138,7 +138,7 @@ pub(crate) fn remove(py: Python<'_>, job: &Arc<bgjob::Job>, force: bool) -> PyRe
         stop(py, job, None)?;
     }
     let id = job.id();
-    py.detach(|| bgjob::remove_job(id, force)).py_err()
+    crate::blocking::detach(py, || bgjob::remove_job(id, force)).py_err()
 }
 
 #[pymethods]
@@ -354,14 +354,14 @@ impl Job {
     /// stays Suspending until it ends.
     fn suspend(&self, py: Python<'_>) -> PyResult<()> {
         // Released: the change's callbacks run on this thread and attach by themselves.
-        py.detach(|| self.job.suspend()).py_err()
+        crate::blocking::detach(py, || self.job.suspend()).py_err()
     }
 
     /// Resume-Job: a Suspended job runs again (its work's checkpoint returns); a job still
     /// Suspending will not park. A parent resumes its children. Resuming a job that is
     /// neither does nothing.
     fn resume(&self, py: Python<'_>) -> PyResult<()> {
-        py.detach(|| self.job.resume()).py_err()
+        crate::blocking::detach(py, || self.job.resume()).py_err()
     }
 
     /// Answers a job that is Blocked waiting for input (its `prompt` says what it asks):
@@ -370,7 +370,7 @@ impl Job {
     /// parent never asks itself: answer its Blocked child).
     fn send_input(&self, py: Python<'_>, obj: &Bound<'_, PyAny>) -> PyResult<()> {
         let input = convert::payload(obj);
-        py.detach(|| self.job.send_input(input)).py_err()
+        crate::blocking::detach(py, || self.job.send_input(input)).py_err()
     }
 
     /// What the job's work asks its host while the job is Blocked waiting for input (the

@@ -177,7 +177,7 @@ fn run_job(
     // this same thread, so the work is this thread's Python code, signals included), and
     // the core may wait for a finished change that another thread (one that asked a stop)
     // dispatches, whose Python callbacks need the interpreter.
-    let job = py.detach(move || spec.run_inline());
+    let job = crate::blocking::detach(py, move || spec.run_inline());
     if let Some(a) = job.attachment()
         && let Some(context::Outcome::Raised(e)) = a.downcast_ref::<context::Outcome>()
         && !e.bind(py).is_instance_of::<pyo3::exceptions::PyException>()
@@ -236,7 +236,9 @@ fn start_parallel_job(
     }
     // Creating the children and handing them to the pool needs no Python (with no inputs
     // the parent's callbacks run here, and attach by themselves).
-    Ok(JobHandle(py.detach(move || spec.start()).py_err()?))
+    Ok(JobHandle(
+        crate::blocking::detach(py, move || spec.start()).py_err()?,
+    ))
 }
 
 /// Get-Job by id (top-level or child job); `NoSuchJobError` if there is none.

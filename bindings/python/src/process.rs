@@ -276,7 +276,7 @@ pub(crate) fn start_process_job(
     }
     // Checking the working directory and queueing need no Python (a callback of a change
     // made here attaches by itself).
-    match py.detach(move || spec.start()) {
+    match crate::blocking::detach(py, move || spec.start()) {
         Ok(job) => Ok(JobHandle(job)),
         Err(e) => Err(start_error(py, e, cwd.as_ref())),
     }
@@ -321,15 +321,14 @@ pub(crate) fn run_process_job(
     )?;
     // The process starts on this thread, which then waits in slices (signals are checked
     // between them) instead of inside the core's inline run, which has no deadline.
-    let job = py
-        .detach(|| spec.start_here())
+    let job = crate::blocking::detach(py, || spec.start_here())
         .map_err(|e| start_error(py, e, cwd.as_ref()))?;
     match crate::job::wait_done_with(py, &job, None, true) {
         Ok(_) => Ok(JobHandle(job)),
         Err(interrupt) => {
             // Stop the job and wait until it has ended, then let the interrupt out: the
             // job ends Stopped, not left running behind the exception.
-            let _ = py.detach(|| bgjob::stop_job(&job, None));
+            let _ = crate::blocking::detach(py, || bgjob::stop_job(&job, None));
             Err(interrupt)
         }
     }

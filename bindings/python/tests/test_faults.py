@@ -31,9 +31,9 @@ What the package documents, and what it does not (flagged in the tests below):
   caller as Ctrl-C would; a ``SystemExit`` there does not end the program (it is reported).
 - ``create_custom_job(on_stop=...)``: "its exception goes to ``sys.unraisablehook``" — but a
   ``KeyboardInterrupt`` from it, on the main thread, surfaces in the caller of ``stop()``.
-- Bug (xfail, strict): that re-raised ``KeyboardInterrupt`` is delivered into the next
-  Python callback of the same change, which never runs its body: the other callbacks do
-  not see the change (DESIGN: each callback is called exactly once per change).
+- That ``KeyboardInterrupt`` is handed back only once the call that made the change
+  returns, so every other callback of the change still runs (DESIGN: each callback is
+  called exactly once per change); handed back at once, the next callback got it on entry.
 """
 
 from __future__ import annotations
@@ -1049,21 +1049,11 @@ def expected_main_thread_callback(kind: str, via: str) -> Dict[str, Any]:
     return exp
 
 
-KI_ROBS_LATER_CALLBACKS = (
-    "bug: a KeyboardInterrupt raised by a callback on the main thread is handed back with "
-    "PyErr_SetInterrupt at once, so the next Python callback of the same change (the job's "
-    "next one, or a repository-wide one) receives it on entry and never runs its body: the "
-    "other callbacks miss the change")
-
-
 def main_thread_params() -> List[Any]:
     params = []
     for via in ("stop", "set_state", "run_job"):
         for kind in KIND_NAMES:
-            marks = []
-            if kind == "KeyboardInterrupt":
-                marks = [pytest.mark.xfail(strict=True, reason=KI_ROBS_LATER_CALLBACKS)]
-            params.append(pytest.param(via, kind, marks=marks, id=f"{via}-{kind}"))
+            params.append(pytest.param(via, kind, id=f"{via}-{kind}"))
     return params
 
 
@@ -1076,19 +1066,6 @@ def test_callback_on_the_main_thread(via, kind):
     # surfaces in the caller (in the user docs only as "Python waits answer Ctrl-C").
     obs = observe(f"callback_main_{via}", kind)
     assert obs == expected_main_thread_callback(kind, via)
-
-
-@pytest.mark.timeout(120)
-@pytest.mark.parametrize("via", ["stop", "set_state", "run_job"])
-def test_keyboard_interrupt_from_a_main_thread_callback_reaches_the_caller(via):
-    # The part of the KeyboardInterrupt cells above that holds today: the interrupt
-    # surfaces once in the caller, nothing is reported as unraisable, the job ends where
-    # it should and the library stays usable. (The other callbacks' view: xfail above.)
-    obs = observe(f"callback_main_{via}", "KeyboardInterrupt")
-    exp = expected_main_thread_callback("KeyboardInterrupt", via)
-    for key in ("surfaced", "unraisable", "state", "waited", "usable", "left", "records",
-                "bad_on_main_thread"):
-        assert obs[key] == exp[key], key
 
 
 @pytest.mark.timeout(120)
