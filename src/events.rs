@@ -90,6 +90,14 @@ impl CallbackList {
         list.take()
     }
 
+    /// Whether no thread holds the list's lock now (see `Job::locks_free`).
+    pub(crate) fn is_unlocked(&self) -> bool {
+        !matches!(
+            self.list.try_lock(),
+            Err(std::sync::TryLockError::WouldBlock)
+        )
+    }
+
     /// Held across a `fork()` (see `fork.rs`): a child that inherited it locked would
     /// block every dispatch once a repository-wide callback or event queue exists. Its
     /// holders take no other lock, so it can be taken in any order.

@@ -7,11 +7,15 @@
 //!   index's, so none is copied locked, and the child can get, list and add jobs;
 //! - the child bumps the fork *generation*. A pool remembers the generation it started its
 //!   workers in; the first use of a pool from a later generation gives it fresh workers and
-//!   a fresh queue (see `Pool` in the executor).
+//!   a fresh queue (see `Pool` in the executor). The old queue is never read: a thread of
+//!   the parent may have been mid-send on it. The parent's queued jobs are found in the
+//!   repository instead, by the generation `Pool::submit` marks on each job.
 //!
 //! What cannot be made safe is left alone: a job's own lock held by a worker at the instant
 //! of the fork stays held in the child (the POSIX rule — between `fork` and `exec` call only
-//! what the other threads cannot be holding — applies to that job).
+//! what the other threads cannot be holding — applies to that job). The child's thread
+//! that settles the parent's jobs passes over such a job after a while rather than block
+//! on it and leave the others unsettled.
 
 use crate::process::reactor;
 use crate::repository::{self, ShardGuards};

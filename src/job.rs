@@ -25,8 +25,8 @@ use crate::state_index::{self, Page};
 use crate::sync::{lock, wait_step, wait_until};
 use std::borrow::Cow;
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU16, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, TryLockError, Weak};
 use std::time::{Duration, Instant, SystemTime};
 use uuid::Uuid;
 
@@ -289,6 +289,10 @@ pub struct Job {
     /// A suspend was asked and not yet cancelled by a resume.
     suspend_asked: AtomicBool,
     removed: AtomicBool,
+    /// The fork generation (`fork::generation`, plus one) of the process that queued this
+    /// job on a pool; 0 until queued. A forked child finds by it the jobs it copied queued
+    /// by another process, whose work runs there and never here (see `queued_elsewhere`).
+    queued_in: AtomicU16,
     callbacks: CallbackList,
     work: Mutex<Option<Work>>,
     /// Whether the host drives this job's states (a custom job).
@@ -386,6 +390,7 @@ impl Job {
             stop_requested: AtomicBool::new(false),
             suspend_asked: AtomicBool::new(false),
             removed: AtomicBool::new(false),
+            queued_in: AtomicU16::new(0),
             callbacks,
             work: Mutex::new(init.work),
             rare,
@@ -940,6 +945,37 @@ impl Job {
         work
     }
 
+    /// Executor side: the job is being queued on a pool by a process of fork generation
+    /// `generation`.
+    pub(crate) fn mark_queued(&self, generation: u64) {
+        self.queued_in
+            .store(generation_tag(generation), Ordering::Relaxed);
+    }
+
+    /// In a forked child (fork generation `generation`): whether a process other than this
+    /// one queued the job. If it is still NotStarted here, its work runs there only.
+    pub(crate) fn queued_elsewhere(&self, generation: u64) -> bool {
+        let tag = self.queued_in.load(Ordering::Relaxed);
+        tag != 0 && tag != generation_tag(generation)
+    }
+
+    /// In a forked child: whether none of the locks a stop or an end of this job takes
+    /// (its own and its parent's) is held now. One that a thread of the parent process held
+    /// at the fork stays held for ever here; one a thread of the child holds is let go soon,
+    /// so a caller asks again before it gives the job up.
+    pub(crate) fn locks_free(&self) -> bool {
+        fn free<T>(m: &Mutex<T>) -> bool {
+            !matches!(m.try_lock(), Err(TryLockError::WouldBlock))
+        }
+        free(&self.state)
+            && free(&self.records)
+            && free(&self.details)
+            && free(&self.work)
+            && self.rare.as_ref().is_none_or(|r| free(&r.on_stop))
+            && self.callbacks.is_unlocked()
+            && self.parent.upgrade().is_none_or(|p| p.locks_free())
+    }
+
     /// Executor side: the work ended with `outcome`. A stop asked before it ended wins.
     pub(crate) fn finish_work(self: &Arc<Self>, outcome: WorkResult) {
         let dispatch = {
@@ -1345,6 +1381,13 @@ impl Job {
 }
 
 /// Takes (or, with `keep`, copies) up to `max` records across `queues` in sequence order.
+/// A fork generation as `Job::queued_in` holds it (0 is "never queued"): 16 bits, which
+/// fit where the job's record has padding. The tags of two generations 65,535 forks apart
+/// are the same, a depth of forks of forks no process reaches.
+fn generation_tag(generation: u64) -> u16 {
+    (generation as u16).wrapping_add(1).max(1)
+}
+
 fn merge_take(queues: &mut [&mut RecordQueue], max: usize, keep: bool) -> Vec<Record> {
     if queues.len() == 1 {
         let q = &mut queues[0].records;

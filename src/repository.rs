@@ -183,6 +183,15 @@ impl Repository {
         all
     }
 
+    /// Every job it holds, children included, in no order.
+    pub(crate) fn all(&self) -> Vec<Arc<Job>> {
+        let mut all = Vec::new();
+        for shard in &self.shards {
+            all.extend(read(shard).values().cloned());
+        }
+        all
+    }
+
     /// How many jobs the repository holds, children included.
     pub fn len(&self) -> usize {
         self.shards.iter().map(|s| read(s).len()).sum()

@@ -7,6 +7,7 @@ use super::worker;
 use crate::error::{Error, Result};
 use crate::fork;
 use crate::job::{Job, JobId};
+use crate::state::JobState;
 use crate::sync::{lock, wait_until};
 use crossbeam_channel::{Receiver, Sender};
 use std::cell::RefCell;
@@ -106,14 +107,9 @@ impl Shared {
         if old.shut_down.load(Ordering::SeqCst) {
             fresh.close();
         }
-        let queued: Vec<Arc<Job>> = old
-            .rx
-            .try_iter()
-            .filter_map(|m| match m {
-                Msg::Run(job) => Some(job),
-                Msg::Quit => None,
-            })
-            .collect();
+        // Not by draining the old queue: a thread that was mid-send on it at the fork left
+        // a slot reserved and never written, and a receive would wait for it for ever.
+        let queued = queued_elsewhere(generation);
         // `try_lock`: a lock a vanished worker held stays held for ever; skip what it guards.
         let running: Vec<Arc<Job>> = match old.slots.try_lock() {
             Ok(slots) => slots.iter().filter_map(try_lock_clone).collect(),
@@ -136,16 +132,60 @@ impl Shared {
             // stale (it may hold a lock of its own that a callback takes): a thread does it.
             let _ = std::thread::Builder::new()
                 .name("bgjob-fork".into())
-                .spawn(move || {
-                    for job in queued {
-                        job.request_stop();
-                    }
-                    for job in running {
-                        job.finish_work(Err(ORPHANED.to_string()));
-                    }
-                });
+                .spawn(move || settle_orphans(queued, running));
         }
         self.load()
+    }
+}
+
+/// The fork generation whose child has collected `queued_elsewhere` (0: none yet).
+static SWEPT: AtomicU64 = AtomicU64::new(0);
+
+/// In a forked child, once per fork generation (by the first pool used there): the jobs
+/// of every pool that another process queued and this one copied NotStarted. Found in the
+/// repository, by the mark `Pool::submit` leaves on a job, and the lock-free state index.
+fn queued_elsewhere(generation: u64) -> Vec<Arc<Job>> {
+    if SWEPT.swap(generation, Ordering::AcqRel) == generation {
+        return Vec::new();
+    }
+    let mut jobs = crate::repository::repository().all();
+    jobs.retain(|j| {
+        j.queued_elsewhere(generation)
+            && crate::state_index::get(j.id()) == Some(JobState::NotStarted)
+    });
+    jobs
+}
+
+/// How long a forked child keeps trying to end a parent's job whose lock is held. A thread
+/// of the child lets go in far less; one of the parent's held it at the fork and never will.
+const ORPHAN_PATIENCE: Duration = Duration::from_secs(2);
+
+/// In a forked child, on a thread of its own: stops the parent's queued jobs (they run
+/// there) and fails its running ones (their work goes on there). A job whose lock a
+/// vanished thread holds is left as it is (see `fork.rs`), without holding up the others.
+fn settle_orphans(mut queued: Vec<Arc<Job>>, mut running: Vec<Arc<Job>>) {
+    let deadline = crate::sync::deadline_after(ORPHAN_PATIENCE);
+    loop {
+        queued.retain(|job| {
+            if !job.locks_free() {
+                return true;
+            }
+            if job.state() == JobState::NotStarted {
+                job.request_stop();
+            }
+            false
+        });
+        running.retain(|job| {
+            if !job.locks_free() {
+                return true;
+            }
+            job.finish_work(Err(ORPHANED.to_string()));
+            false
+        });
+        if (queued.is_empty() && running.is_empty()) || std::time::Instant::now() >= deadline {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(10));
     }
 }
 
@@ -264,6 +304,7 @@ impl Pool {
         if p.shut_down.load(Ordering::SeqCst) {
             return Err(Error::ShutDown(p.id));
         }
+        job.mark_queued(p.generation);
         // The receiver lives as long as the pool, so this cannot fail.
         let _ = p.tx.send(Msg::Run(job));
         // A shutdown that began after our check may have drained the queue already; then

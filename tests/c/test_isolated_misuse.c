@@ -25,9 +25,7 @@
  *    in a wait) with jobs of every kind running: exits at once with status 0;
  *  - bgjob_shutdown / bgjob_pool_shutdown racing threads that start jobs.
  *
- * Cases that found library bugs not fixed yet are kept, asserting the documented
- * behaviour, but left out of main with a note "BUG:" (forks while other threads are inside
- * bgjob calls).
+ * Cases that found library bugs keep a note "Once a bug:" on what they found.
  *
  * The parent itself never calls bgjob: every child starts from a process that has no
  * bgjob thread and no bgjob memory, so under valgrind a child's own leak check (its exit
@@ -1915,7 +1913,11 @@ enum { FORK_QUIET, FORK_CHURN, FORK_CHURN_PARENTS };
  * - FORK_CHURN_PARENTS: the same, and each child checks the parent's jobs too.
  * Afterwards the parent's own jobs run on and finish as if nothing happened. */
 static void fork_while_jobs_run_impl(int mode) {
+    /* BGJOB_FORKS: more forks for a long hunt (the bugs above showed once in thousands). */
+    const char *env_forks = getenv("BGJOB_FORKS");
     int forks = sanitizing() ? 2 : mode == FORK_QUIET ? 5 : 40;
+    if (mode != FORK_QUIET && env_forks && atoi(env_forks) > 0)
+        forks = atoi(env_forks);
     CHECK_OK(bgjob_configure_default_pool(2, 0));
     /* Every one-time initialisation done before any fork (see fork_from_the_first_jobs_work). */
     finish_and_remove(start_job(NULL, work_write_two, NULL, NULL, NULL));
@@ -2018,23 +2020,19 @@ static void fork_while_jobs_run(void *arg) {
     fork_while_jobs_run_impl(FORK_QUIET);
 }
 
-/* Disabled (bug): with other threads inside bgjob calls at the fork, the child sometimes
- * cannot run a job at all (a second cause, the repository-wide callback list's lock copied
- * held, is fixed: fork.rs holds it across the fork):
- * - respawn_after_fork drains the old incarnation's queue (a crossbeam channel) with
- *   try_iter(); if a thread was mid-send at the fork, try_recv spins for ever on the slot
- *   it had reserved: the child's first start on that pool never returns. */
+/* Children forked while other threads are inside bgjob calls can run jobs (once a bug:
+ * the child drained the parent's queue, a crossbeam channel, with try_iter(); if a thread
+ * was mid-send at the fork, try_recv spun for ever on the slot it had reserved). */
 static void fork_during_churn(void *arg) {
     (void)arg;
     fork_while_jobs_run_impl(FORK_CHURN);
 }
 
-/* Disabled (bug): the guide (section 12) says jobs running in the parent at a fork fail in
- * the child. When the fork lands while another thread is inside a call on some other job
- * of the pool (e.g. bgjob_receive holding that job's record lock), the child's "bgjob-fork"
- * thread, which fails the parent's jobs one after another, blocks for ever on that job's
- * lock (Job::store_state, called by finish_work from respawn_after_fork) and never reaches
- * the others: a wait on them in the child never ends. (Also hit by the bug above.) */
+/* The guide (section 12) says jobs running in the parent at a fork fail in the child. Once
+ * a bug: when the fork landed while another thread was inside a call on some other job of
+ * the pool (e.g. bgjob_receive holding that job's record lock), the child's "bgjob-fork"
+ * thread, which fails the parent's jobs one after another, blocked for ever on that job's
+ * lock and never reached the others; it now passes over a job whose lock stays held. */
 static void fork_during_churn_parents_jobs_end(void *arg) {
     (void)arg;
     fork_while_jobs_run_impl(FORK_CHURN_PARENTS);
@@ -2088,12 +2086,11 @@ static void fork_from_a_jobs_work(void *arg) {
     fork_from_a_jobs_work_impl(true);
 }
 
-/* Disabled (bug): the same, as the process's very first job. sync::spin_until reads the
- * core count from a lazily initialised `static CORES: OnceLock` (src/sync.rs); a pool's
- * workers run that initialiser on their first job. A fork while one of them is inside it
- * leaves the OnceLock "being initialised" for ever in the child: every worker and every
- * wait there blocks in Once::call, beyond any timeout. (About 1 run in 20 natively; almost
- * every run under valgrind or with the machine loaded.) */
+/* The same, as the process's very first job. Once a bug: sync::spin_until reads the core
+ * count from a lazily initialised `static CORES: OnceLock` (src/sync.rs), which a pool's
+ * workers initialised on their first job; a fork while one of them was inside it left the
+ * OnceLock "being initialised" for ever in the child (about 1 run in 20 natively). The
+ * fork handler now finishes it first. */
 static void fork_from_the_first_jobs_work(void *arg) {
     (void)arg;
     fork_from_a_jobs_work_impl(false);
@@ -2480,17 +2477,17 @@ int main(int argc, char **argv) {
     ISOLATED(wait_on_own_job_from_its_work);
     ISOLATED(waiter_in_every_worker);
     ISOLATED(fork_while_jobs_run);
-    /* BUG: in a child forked while other threads are inside bgjob calls, the first start
-     * on a pool may spin for ever (respawn_after_fork drains a queue a vanished sender was
-     * writing to): about 1 fork in 2000-4000. (A second cause, the repository-wide
-     * callback list's lock copied held, is fixed: fork.rs holds it across the fork.)
-    ISOLATED(fork_during_churn); */
-    (void)fork_during_churn; /* kept compiled while disabled */
-    /* BUG: a job running in the parent at a fork can stay Running for ever in the child
-     * (a wait on it never ends) when another thread was inside a call on a different job
-     * of the same pool at the fork: the child's bgjob-fork thread blocks on that job's lock.
-    ISOLATED(fork_during_churn_parents_jobs_end); */
-    (void)fork_during_churn_parents_jobs_end; /* kept compiled while disabled */
+    /* Once a bug: in a child forked while other threads were inside bgjob calls, the first
+     * start on a pool could spin for ever (the child drained the parent's queue, which a
+     * vanished sender was writing to: about 1 fork in 2000-4000); now the child finds the
+     * parent's queued jobs in the repository. The callback list's lock copied held was a
+     * second cause (fork.rs now holds it across the fork). */
+    ISOLATED(fork_during_churn);
+    /* Once a bug: a job running in the parent at a fork could stay Running for ever in the
+     * child when another thread was inside a call on a different job of the same pool at
+     * the fork: the child's bgjob-fork thread blocked on that job's lock, held for ever.
+     * It now passes over jobs whose locks stay held. */
+    ISOLATED(fork_during_churn_parents_jobs_end);
     ISOLATED(fork_from_a_jobs_work);
     /* Once a bug: a fork while another thread initialised spin_until's core count (a
      * OnceLock) left it locked in the child; fork.rs now finishes it before a fork. */
