@@ -740,6 +740,14 @@ fn run(c: Combo) {
         Removes::ForceBeforeFinish => {}
         Removes::AfterFinish => {
             assert!(job.state().is_finished(), "{name}: {}", job.state());
+            // The finished state is stored before its callbacks run, so with nobody waiting
+            // the job can look finished while the callback's keep receive (checked below)
+            // has not run yet: a consume now would take its records first (seen under
+            // AddressSanitizer's slower timing).
+            assert!(
+                gates.finished.pass(),
+                "{name}: the finished callback never ran"
+            );
             // DESIGN §1 step 2: every record is readable once the finished state is stored.
             check_received(name, receive_now(&job, c.receive), &want, id);
             assert_eq!(
