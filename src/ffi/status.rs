@@ -95,9 +95,19 @@ pub extern "C" fn bgjob_last_error_errno() -> i32 {
     super::boundary::last_errno()
 }
 
+/// Whether this build of the library catches its own panics at the C boundary: true when
+/// built with Rust's default `panic = "unwind"` (a panic becomes `BGJOB_E_PANIC` and the
+/// library goes on), false when built with `panic = "abort"` (a panic ends the process, as
+/// `abort()` would). Nothing in the library panics on purpose; this says what a bug would do.
+#[unsafe(no_mangle)]
+pub extern "C" fn bgjob_catches_panics() -> bool {
+    cfg!(panic = "unwind")
+}
+
 /// Panics inside the library on purpose and returns what the panic boundary makes of it:
 /// always `BGJOB_E_PANIC`, with `message` in the last error message. For hosts and tests
-/// that check that no panic crosses into C. `message` may be NULL.
+/// that check that no panic crosses into C. `message` may be NULL. In a build where
+/// `bgjob_catches_panics()` is false the panic ends the process instead.
 ///
 /// # Safety
 /// `message` is NULL or a NUL-terminated string.

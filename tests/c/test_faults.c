@@ -312,9 +312,10 @@ static int32_t work_injects_a_panic(bgjob_context *ctx, void *user_data) {
     panic_seen *ps = user_data;
     atomic_fetch_add(&ps->p.runs, 1);
     bgjob_context_write_text(ctx, BGJOB_STREAM_OUTPUT, "before the panic");
-    bgjob_status st = bgjob_selftest_panic("injected in the work");
+    bgjob_status st = inject_panic("injected in the work");
     atomic_store(&ps->status, (int)st);
-    atomic_store(&ps->message_ok, strstr(bgjob_last_error_message(), "injected in the work") != NULL);
+    atomic_store(&ps->message_ok, !bgjob_catches_panics() ||
+                                      strstr(bgjob_last_error_message(), "injected in the work") != NULL);
     bgjob_context_write_text(ctx, BGJOB_STREAM_OUTPUT, "after the panic");
     return ps->return_status ? (int32_t)st : 0;
 }
@@ -367,7 +368,7 @@ static int32_t work_child_input(bgjob_context *ctx, void *user_data) {
     if (bgjob_context_input(ctx, &data, &len) != BGJOB_OK) return 99;
     bgjob_context_write(ctx, BGJOB_STREAM_OUTPUT, data, len);
     if (len == 3 && memcmp(data, "bad", 3) == 0) return 5;
-    if (len == 5 && memcmp(data, "panic", 5) == 0) return (int32_t)bgjob_selftest_panic("injected in a child");
+    if (len == 5 && memcmp(data, "panic", 5) == 0) return (int32_t)inject_panic("injected in a child");
     return 0;
 }
 
@@ -507,8 +508,8 @@ static void cb_injects_a_panic(const bgjob_state_event *e, void *user_data) {
     (void)e;
     panicking_cb *pc = user_data;
     atomic_fetch_add(&pc->calls, 1);
-    if (bgjob_selftest_panic("injected in a callback") != BGJOB_E_PANIC ||
-        strstr(bgjob_last_error_message(), "injected in a callback") == NULL)
+    if (inject_panic("injected in a callback") != BGJOB_E_PANIC ||
+        (bgjob_catches_panics() && strstr(bgjob_last_error_message(), "injected in a callback") == NULL))
         atomic_fetch_add(&pc->not_panic, 1);
 }
 
@@ -516,7 +517,7 @@ static void panicking_cb_fin(void *user_data) {
     panicking_cb *pc = user_data;
     atomic_fetch_add(&pc->finalized, 1);
     /* A panic injected from a finalizer stops at that call's boundary too. */
-    if (bgjob_selftest_panic("injected in a finalizer") != BGJOB_E_PANIC) atomic_fetch_add(&pc->not_panic, 1);
+    if (inject_panic("injected in a finalizer") != BGJOB_E_PANIC) atomic_fetch_add(&pc->not_panic, 1);
 }
 
 static void panicking_cb_init(panicking_cb *pc) {
@@ -745,7 +746,7 @@ static void fin_starts_and_waits(void *user_data) {
     atomic_store(&r->st_start, (int)bgjob_start_fn(work_inner, NULL, NULL, r->pool, &inner));
     r->inner = inner;
     atomic_store(&r->st_inner_wait, (int)bgjob_wait(&inner, 1, BGJOB_WAIT_ALL, BOUND_MS, NULL, NULL));
-    atomic_store(&r->st_panic, (int)bgjob_selftest_panic("injected in a finalizer"));
+    atomic_store(&r->st_panic, (int)inject_panic("injected in a finalizer"));
 }
 
 static void test_finalizer_starts_and_waits_for_a_job(void) {
@@ -866,7 +867,7 @@ static void fin_of_a_queued_job(void *user_data) {
     uint64_t inner = 0;
     atomic_store(&r->st_start, (int)bgjob_start_fn(work_inner, NULL, NULL, NULL, &inner));
     r->inner = inner;
-    atomic_store(&r->st_panic, (int)bgjob_selftest_panic("injected in a finalizer"));
+    atomic_store(&r->st_panic, (int)inject_panic("injected in a finalizer"));
 }
 
 static void test_finalizer_of_a_job_stopped_while_queued(void) {
@@ -920,7 +921,7 @@ static void reg_fin_calls_the_api(void *user_data) {
     uint64_t inner = 0;
     atomic_store(&f->st_start, (int)bgjob_start_fn(work_inner, NULL, NULL, NULL, &inner));
     f->inner = inner;
-    atomic_store(&f->st_panic, (int)bgjob_selftest_panic("injected in a finalizer"));
+    atomic_store(&f->st_panic, (int)inject_panic("injected in a finalizer"));
 }
 
 static void noop_cb(const bgjob_state_event *e, void *user_data) {

@@ -24,6 +24,15 @@ static inline bool sanitizing(void) {
     return s != NULL && *s != '\0' && strcmp(s, "0") != 0;
 }
 
+/* bgjob_selftest_panic, where the library catches panics. In a build with panic = "abort"
+ * (make test-abort) a panic ends the process: nothing is injected there and the status the
+ * boundary gives elsewhere is returned, so that what a test does around the injection
+ * still runs. Checks of the panic itself (its message) hold only if bgjob_catches_panics(). */
+static inline bgjob_status inject_panic(const char *message) {
+    if (!bgjob_catches_panics()) return BGJOB_E_PANIC;
+    return bgjob_selftest_panic(message);
+}
+
 /* Wall-clock nanoseconds since the Unix epoch (to compare with begin/end times). */
 static inline int64_t wall_ns(void) {
     struct timespec ts;
