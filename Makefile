@@ -6,6 +6,7 @@
 #   make wheel     build the Python wheel and run the Python tests against it in a fresh venv
 #   make header    regenerate include/bgjob.h after a change to the C ABI (then commit it)
 #   make sanitize  run the C tests under valgrind memcheck (leaks and errors are fatal)
+#   make loom      model-check the core's races with loom (tests/loom.rs; not part of make test)
 #   make bench     run the benchmarks (benches/README.md): one table, bgjob against its peers
 
 SHELL    := bash
@@ -27,7 +28,7 @@ CPPHDR   := bindings/cpp/bgjob.hpp
 # Per-program time limit: a hang is a failure, never a stuck CI.
 RUN      := timeout 300
 
-.PHONY: all build header install uninstall python tools wheel test-python test test-suites test-rust test-c test-cpp test-install test-examples test-docs test-readme test-readme-cpp test-readme-python demo sanitize bench bench-deps clean
+.PHONY: all build header install uninstall python tools wheel test-python test test-suites test-rust test-c test-cpp test-install test-examples test-docs test-readme test-readme-cpp test-readme-python demo sanitize loom bench bench-deps clean
 
 all: build
 
@@ -257,6 +258,14 @@ sanitize: build $(C_TESTS)
 	@command -v valgrind >/dev/null || { apt-get update -qq && apt-get install -y -qq valgrind; }
 	@set -e; for t in $(C_TESTS); do echo "== valgrind $$t"; BGJOB_SANITIZE=1 $(RUN) $(VALGRIND) $$t; done
 	@echo "sanitize: valgrind memcheck found no errors and no leaks in $(words $(C_TESTS)) C test programs"
+
+# Model checks (tests/loom.rs): the core built with `--cfg loom`, its locks, atomics and
+# threads loom's (src/sync.rs), each model run under every interleaving of its threads with
+# at most LOOM_MAX_PREEMPTIONS preemptions (default 2; 3 takes ~15 s, 4 ~2 min). Its own
+# target directory: the cfg changes every crate's build. Prints each model's execution
+# count and time. Not part of `make test`.
+loom:
+	RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS=$${LOOM_MAX_PREEMPTIONS:-2} $(CARGO) test --release -p bgjob --test loom --target-dir target/loom -- --test-threads=1 --nocapture
 
 # Benchmarks (benches/README.md): C programs built optimised — bgjob's against the release
 # library, the peers' against libuv and GLib (Debian packages, installed here if missing)

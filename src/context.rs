@@ -5,8 +5,8 @@ use crate::error::{Error, Result};
 use crate::executor::{Completion, Permit};
 use crate::job::{Job, JobId};
 use crate::record::{Payload, ProgressRecord, Stream};
-use crate::sync::lock;
-use std::sync::{Arc, Mutex};
+use crate::sync::{Mutex, lock};
+use std::sync::Arc;
 
 /// Handed to a job's work while it runs. It is `Send + Sync` and cheap to clone: the work
 /// may hand copies to threads or objects of its own (a binding keeps one as the "current

@@ -5,7 +5,7 @@
 use crate::job::JobId;
 use std::cell::{Cell, RefCell};
 
-thread_local! {
+crate::sync::thread_locals! {
     static WORKING: Cell<JobId> = const { Cell::new(0) };
     static DISPATCHING: RefCell<Vec<JobId>> = const { RefCell::new(Vec::new()) };
 }

@@ -14,10 +14,10 @@ use crate::eventfd::EventFd;
 use crate::events::{RegistrationId, on_any_state_changed, unregister_any};
 use crate::job::JobId;
 use crate::state::{JobStateInfo, StateChangedEvent};
-use crate::sync::lock;
+use crate::sync::{Mutex, lock};
 use std::collections::{HashSet, VecDeque};
 use std::os::fd::{AsRawFd, RawFd};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 /// One state change, as the queue keeps it.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -6,10 +6,11 @@
 //! and no dispatch still holds it.
 
 use crate::state::StateChangedEvent;
-use crate::sync::{lock, wait_until};
+use crate::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use crate::sync::{Condvar, Mutex, lock, wait_until};
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 
 /// A state-change callback: gets the job id, its new and its previous state info.
 pub type StateCallback = Box<dyn Fn(&StateChangedEvent) + Send + Sync>;
@@ -101,6 +102,7 @@ impl CallbackList {
     /// Held across a `fork()` (see `fork.rs`): a child that inherited it locked would
     /// block every dispatch once a repository-wide callback or event queue exists. Its
     /// holders take no other lock, so it can be taken in any order.
+    #[cfg(not(loom))]
     pub(crate) fn lock_for_fork(&self) -> std::sync::MutexGuard<'_, Option<Snapshot>> {
         lock(&self.list)
     }
@@ -133,14 +135,14 @@ impl CallbackList {
 /// A one-shot wake-up shared by a waiter and the jobs it waits on (wait-any, wait-all).
 pub(crate) struct Signal {
     fired: Mutex<bool>,
-    cond: std::sync::Condvar,
+    cond: Condvar,
 }
 
 impl Signal {
     pub(crate) fn new() -> Arc<Signal> {
         Arc::new(Signal {
             fired: Mutex::new(false),
-            cond: std::sync::Condvar::new(),
+            cond: Condvar::new(),
         })
     }
 
@@ -157,8 +159,9 @@ impl Signal {
     }
 }
 
-static ANY_JOB_CALLBACKS: std::sync::LazyLock<CallbackList> =
-    std::sync::LazyLock::new(CallbackList::new);
+crate::sync::lazy_static! {
+    static ANY_JOB_CALLBACKS: CallbackList = CallbackList::new();
+}
 
 /// The repository-wide callbacks: called for every state change of every job.
 pub(crate) fn any_job_callbacks() -> &'static CallbackList {

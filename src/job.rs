@@ -22,11 +22,12 @@ use crate::record::{Payload, ProgressRecord, Record, Stream, next_sequence};
 use crate::short_str::ShortStr;
 use crate::state::{JobState, JobStateInfo, StateChangedEvent};
 use crate::state_index::{self, Page};
-use crate::sync::{lock, wait_step, wait_until};
+use crate::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
+use crate::sync::{Condvar, Mutex, MutexGuard, lock, wait_step, wait_until};
 use std::borrow::Cow;
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU16, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, TryLockError, Weak};
+use std::sync::atomic::{AtomicU16, AtomicU64};
+use std::sync::{Arc, TryLockError, Weak};
 use std::time::{Duration, Instant, SystemTime};
 use uuid::Uuid;
 
@@ -39,7 +40,16 @@ pub type Work = Box<dyn FnOnce(&WorkContext) -> WorkResult + Send>;
 /// The outcome of a job's work: `Ok` completes it, `Err(reason)` fails it.
 pub type WorkResult = std::result::Result<(), String>;
 
+#[cfg(not(loom))]
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+// Under loom the count starts from 1 again in each execution: loom replays a model many
+// times and needs every execution to take the same path until it is scheduled otherwise,
+// and a job's id picks its repository shard and its state index page (and whether that
+// page is new), so the ids must be the same each time.
+#[cfg(loom)]
+crate::sync::lazy_static! {
+    static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+}
 
 /// Reserves `count` consecutive ids and returns the first.
 pub(crate) fn allocate_ids(count: u64) -> JobId {

@@ -16,10 +16,11 @@ use crate::job::{Job, JobInit, WorkResult};
 use crate::record::Payload;
 use crate::repository::repository;
 use crate::state::StateChangedEvent;
-use crate::sync::lock;
+use crate::sync::atomic::{AtomicU8, Ordering};
+use crate::sync::{Mutex, lock};
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, Weak};
+// Std's even under loom: set once, before the feeder is shared, and only read after.
+use std::sync::{Arc, OnceLock, Weak};
 
 /// The work of a parallel job: runs once per input, which it reads with
 /// [`WorkContext::input`]. Shared by every child.

@@ -7,11 +7,11 @@ use crate::error::{Error, Result};
 use crate::executor::blocking;
 use crate::job::{Job, JobId};
 use crate::state::JobState;
-use crate::sync::{read, write};
+use crate::sync::{RwLock, read, write};
 use crate::wildcard::WildcardPattern;
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
-use std::sync::{Arc, LazyLock, RwLock, RwLockWriteGuard};
+use std::sync::Arc;
 use uuid::Uuid;
 
 const SHARDS: usize = 16;
@@ -50,14 +50,17 @@ impl Hasher for IdHasher {
 }
 
 /// Every shard, write-locked (held across a `fork`, see `fork.rs`).
-pub(crate) type ShardGuards = [RwLockWriteGuard<'static, JobMap>; SHARDS];
+#[cfg(not(loom))]
+pub(crate) type ShardGuards = [crate::sync::RwLockWriteGuard<'static, JobMap>; SHARDS];
 
-static REPOSITORY: LazyLock<Repository> = LazyLock::new(|| {
-    crate::fork::install();
-    Repository {
-        shards: std::array::from_fn(|_| RwLock::new(JobMap::default())),
-    }
-});
+crate::sync::lazy_static! {
+    static REPOSITORY: Repository = {
+        crate::fork::install();
+        Repository {
+            shards: std::array::from_fn(|_| RwLock::new(JobMap::default())),
+        }
+    };
+}
 
 /// The process-wide repository.
 pub fn repository() -> &'static Repository {
@@ -100,6 +103,7 @@ impl Repository {
     }
 
     /// Write-locks every shard, in index order (the only place that holds more than one).
+    #[cfg(not(loom))]
     pub(crate) fn lock_all_for_fork(&'static self) -> ShardGuards {
         std::array::from_fn(|i| write(&self.shards[i]))
     }

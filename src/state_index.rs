@@ -21,12 +21,18 @@
 
 use crate::job::JobId;
 use crate::state::JobState;
-use crate::sync::{read, write};
+use crate::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use crate::sync::{RwLock, read, write};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
-use std::sync::{Arc, LazyLock, RwLock, RwLockWriteGuard};
+use std::sync::Arc;
 
+#[cfg(not(loom))]
 const PAGE_BITS: u32 = 12;
+/// Under loom a page is 4 ids: its bytes are loom atomics, each of which every execution
+/// makes and tracks (8,192 of them per page would dwarf the model), and a model's few
+/// jobs then also make and free pages, a path the full size would leave unexplored.
+#[cfg(loom)]
+const PAGE_BITS: u32 = 2;
 const PAGE_LEN: u64 = 1 << PAGE_BITS;
 /// The byte of an id that has no job in the repository (never added, or removed).
 const ABSENT: u8 = u8::MAX;
@@ -68,7 +74,9 @@ fn slot(id: JobId) -> usize {
 pub(crate) type Directory =
     HashMap<u64, Arc<Page>, std::hash::BuildHasherDefault<crate::repository::IdHasher>>;
 
-static DIRECTORY: LazyLock<RwLock<Directory>> = LazyLock::new(Default::default);
+crate::sync::lazy_static! {
+    static DIRECTORY: RwLock<Directory> = Default::default();
+}
 
 /// Job `id` was added to the repository in `state`: its byte is set and its page (made if
 /// needed) returned for the job to keep, so that its later changes write here directly.
@@ -166,7 +174,8 @@ pub(crate) fn settled_each(ids: &[JobId], until: fn(JobState) -> bool) -> Vec<bo
 }
 
 /// The directory, write-locked (held across a `fork`, see `fork.rs`).
-pub(crate) fn lock_for_fork() -> RwLockWriteGuard<'static, Directory> {
+#[cfg(not(loom))]
+pub(crate) fn lock_for_fork() -> crate::sync::RwLockWriteGuard<'static, Directory> {
     write(&DIRECTORY)
 }
 

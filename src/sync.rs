@@ -1,10 +1,102 @@
-//! Small helpers over std's `Mutex` and `Condvar`: locking that shrugs off poisoning, and
-//! condition waits bounded by an optional deadline.
+//! The core's synchronisation primitives, and small helpers over them: locking that
+//! shrugs off poisoning, and condition waits bounded by an optional deadline.
+//!
+//! This module is also the core's *sync facade*. Every lock, condition variable, atomic
+//! (but the process-wide counters, see `atomic`), thread and thread-local that the core's
+//! races go through is named here, so that a model check can swap them all at once:
+//! - normally they are std's (and the pool's queue crossbeam's, `executor/queue.rs`),
+//!   re-exported as they are: the names below are aliases, so the library compiles to the
+//!   same code as if it named std directly;
+//! - with `RUSTFLAGS="--cfg loom"` (`make loom`, `tests/loom.rs`) they are loom's, which
+//!   explores every interleaving of the operations on them. All of them must be: loom runs
+//!   its model threads one at a time on a single OS thread, so a std lock held across a
+//!   loom operation and wanted by another model thread would block that OS thread for
+//!   good. What is made once per process (the repository, the state index, the callbacks
+//!   of every job) is a loom `lazy_static` there, made anew in each execution, since a
+//!   loom object must not outlive the execution that made it.
+//!
+//! `Arc` and `Weak` stay std's even under loom (loom's `Arc` has no `Weak`); loom still
+//! sees every synchronisation they take part in through the locks and atomics around them.
 
-use std::sync::{
-    Condvar, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard,
+#[cfg(loom)]
+pub(crate) use loom::sync::{
+    Condvar, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard,
 };
+use std::sync::PoisonError;
+#[cfg(not(loom))]
+pub(crate) use std::sync::{Condvar, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
+
+/// The atomics of the core's shared state. The process-wide counters (`static`s handing
+/// out job, registration, pool and record numbers) stay std atomics under loom: a loom
+/// atomic cannot live in a plain `static` (nor outlive an execution), and they only hand
+/// out unique numbers, whose interleaving no model's outcome depends on. (The job id
+/// counter is still made anew per execution there: see `NEXT_ID` in `job.rs`.)
+pub(crate) mod atomic {
+    #[cfg(loom)]
+    pub(crate) use loom::sync::atomic::{
+        AtomicBool, AtomicIsize, AtomicPtr, AtomicU8, AtomicUsize,
+    };
+    pub(crate) use std::sync::atomic::Ordering;
+    #[cfg(not(loom))]
+    pub(crate) use std::sync::atomic::{AtomicBool, AtomicIsize, AtomicPtr, AtomicU8, AtomicUsize};
+}
+
+/// The threads the core spawns (the pool's workers): loom's under loom, so that they are
+/// model threads too.
+pub(crate) mod thread {
+    #[cfg(loom)]
+    pub(crate) use loom::thread::{Builder, JoinHandle, current};
+    #[cfg(not(loom))]
+    pub(crate) use std::thread::{Builder, JoinHandle, current};
+
+    /// Whether `h`'s thread has ended (so joining it will not block).
+    #[cfg(not(loom))]
+    #[inline]
+    pub(crate) fn is_finished<T>(h: &JoinHandle<T>) -> bool {
+        h.is_finished()
+    }
+
+    /// Under loom a join handle cannot tell: "not yet", so a shutdown joins only once
+    /// every worker counted itself out (which the models wait for: no timeouts there).
+    #[cfg(loom)]
+    pub(crate) fn is_finished<T>(_h: &JoinHandle<T>) -> bool {
+        false
+    }
+}
+
+/// A lazily made `static`: std's `LazyLock` normally; under loom a loom `lazy_static`,
+/// made anew in each execution (what it holds are loom objects, which must not outlive
+/// the execution that made them). Either way the static derefs to the value.
+macro_rules! lazy_static {
+    ($(#[$attr:meta])* static $name:ident: $t:ty = $init:expr;) => {
+        #[cfg(not(loom))]
+        $(#[$attr])*
+        static $name: std::sync::LazyLock<$t> = std::sync::LazyLock::new(|| $init);
+        #[cfg(loom)]
+        loom::lazy_static! {
+            $(#[$attr])*
+            static ref $name: $t = $init;
+        }
+    };
+}
+pub(crate) use lazy_static;
+
+/// A thread-local with a `const` initialiser: std's normally; under loom loom's, one per
+/// model thread (the model threads all run on one OS thread, so std's would be shared).
+macro_rules! thread_locals {
+    ($($(#[$attr:meta])* static $name:ident: $t:ty = const $init:block;)*) => {
+        #[cfg(not(loom))]
+        std::thread_local! {
+            $($(#[$attr])* static $name: $t = const $init;)*
+        }
+        #[cfg(loom)]
+        loom::thread_local! {
+            $($(#[$attr])* static $name: $t = $init;)*
+        }
+    };
+}
+pub(crate) use thread_locals;
 
 /// Locks `m`. No user code runs under bgjob's locks, so poisoning can only mean a bug of
 /// ours panicked mid-update of plain data; carrying on beats poisoning every caller.
@@ -83,7 +175,9 @@ pub(crate) fn spin_until(done: impl Fn() -> bool) -> bool {
     if done() {
         return true;
     }
-    if cores() < 2 {
+    // Under loom there is nothing to watch for: no other thread runs while this one spins
+    // (they take turns on one OS thread), and a loop of loads is a model that never ends.
+    if cfg!(loom) || cores() < 2 {
         return false;
     }
     let start = Instant::now();

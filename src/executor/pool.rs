@@ -2,20 +2,21 @@
 //! See `README.md` beside this file for the protocol.
 
 use super::handoff::Permit;
+use super::queue::{Receiver, Sender};
 use super::throttle::Throttle;
 use super::worker;
 use crate::error::{Error, Result};
 use crate::fork;
 use crate::job::{Job, JobId};
 use crate::state::JobState;
-use crate::sync::{lock, wait_until};
-use crossbeam_channel::{Receiver, Sender};
+use crate::sync::atomic::{AtomicBool, AtomicPtr, AtomicUsize, Ordering};
+use crate::sync::thread::{self, JoinHandle};
+use crate::sync::{Condvar, Mutex, lock, wait_until};
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::mem::ManuallyDrop;
-use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, TryLockError};
-use std::thread::JoinHandle;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, TryLockError};
 use std::time::Duration;
 
 /// How long a spare worker (started while others were blocked) idles before it exits.
@@ -23,7 +24,7 @@ const SPARE_IDLE: Duration = Duration::from_secs(2);
 
 static NEXT_POOL_ID: AtomicU64 = AtomicU64::new(1);
 
-thread_local! {
+crate::sync::thread_locals! {
     /// The pool whose worker this thread is, and how deep it is in blocking waits.
     static WORKER_OF: RefCell<Option<(Arc<PoolInner>, usize)>> = const { RefCell::new(None) };
 }
@@ -125,12 +126,14 @@ impl Shared {
                 }
             }
         }
-        // The parent's process jobs are not this process's either.
+        // The parent's process jobs are not this process's either. (Under loom, which has
+        // neither forks nor process jobs, this is never reached.)
+        #[cfg(not(loom))]
         crate::process::reactor::after_fork();
         if !(queued.is_empty() && running.is_empty()) {
             // Their callbacks must not run inside whatever call of the host found the pool
             // stale (it may hold a lock of its own that a callback takes): a thread does it.
-            let _ = std::thread::Builder::new()
+            let _ = thread::Builder::new()
                 .name("bgjob-fork".into())
                 .spawn(move || settle_orphans(queued, running));
         }
@@ -349,12 +352,12 @@ impl Pool {
         let all_out = p.live.load(Ordering::Acquire) <= target;
         // Only a worker asks for its own id: on a host's thread `current()` would allocate
         // a handle that lives until the process ends.
-        let me_id = me.then(|| std::thread::current().id());
+        let me_id = me.then(|| thread::current().id());
         let joinable: Vec<JoinHandle<()>> = {
             let mut hs = lock(&p.handles);
-            let (join, keep): (Vec<_>, Vec<_>) = hs
-                .drain(..)
-                .partition(|h| Some(h.thread().id()) != me_id && (all_out || h.is_finished()));
+            let (join, keep): (Vec<_>, Vec<_>) = hs.drain(..).partition(|h| {
+                Some(h.thread().id()) != me_id && (all_out || thread::is_finished(h))
+            });
             *hs = keep;
             join
         };
@@ -378,7 +381,7 @@ impl Pool {
 impl PoolInner {
     /// An incarnation with no workers yet.
     fn new(id: u64, threads: usize, throttle_limit: usize, generation: u64) -> PoolInner {
-        let (tx, rx) = crossbeam_channel::unbounded();
+        let (tx, rx) = super::queue::unbounded();
         PoolInner {
             id,
             generation,
@@ -424,7 +427,7 @@ impl PoolInner {
         // Held across the spawn: a worker that retires looks its handle up under this lock
         // (`forget_worker`), so it must be there before the worker can look.
         let mut handles = lock(&self.handles);
-        let spawned = std::thread::Builder::new()
+        let spawned = thread::Builder::new()
             .name(format!("bgjob-{}-{}", self.id, n))
             .spawn(move || pool.worker_loop(slot));
         match spawned {
@@ -462,7 +465,7 @@ impl PoolInner {
     /// and every spare that came and went would add one.
     fn forget_worker(&self, slot: &Slot) {
         lock(&self.slots).retain(|s| !Arc::ptr_eq(s, slot));
-        let me = std::thread::current().id();
+        let me = thread::current().id();
         lock(&self.handles).retain(|h| h.thread().id() != me);
     }
 

@@ -9,9 +9,8 @@
 //! each; the lock and the condition variable are touched only when a worker has to sleep
 //! (no permit free) or one sleeps. A pool without a limit skips it altogether.
 
-use crate::sync::{lock, wait_step};
-use std::sync::atomic::{AtomicIsize, AtomicUsize, Ordering::SeqCst};
-use std::sync::{Condvar, Mutex};
+use crate::sync::atomic::{AtomicIsize, AtomicUsize, Ordering::SeqCst};
+use crate::sync::{Condvar, Mutex, lock, wait_step};
 use std::time::{Duration, Instant};
 
 pub(crate) struct Throttle {
