@@ -505,6 +505,14 @@ impl Job {
         lock(&self.state).info.clone()
     }
 
+    /// The current state and its reason, when the job first ran and when it finished, read
+    /// together: a snapshot (Get-Job) must never say NotStarted with a begin time, or
+    /// Running with an end time, as three separate reads racing the job's changes can.
+    pub fn state_and_times(&self) -> (JobStateInfo, Option<SystemTime>, Option<SystemTime>) {
+        let cell = lock(&self.state);
+        (cell.info.clone(), cell.begin.get(), cell.end.get())
+    }
+
     /// When the job first ran, if it has.
     pub fn begin_time(&self) -> Option<SystemTime> {
         lock(&self.state).begin.get()
@@ -559,6 +567,12 @@ impl Job {
         if self.state() != JobState::Blocked {
             return None;
         }
+        self.last_prompt()
+    }
+
+    /// What the work last asked for, Blocked or not (a snapshot pairs it with its own read
+    /// of the state).
+    pub(crate) fn last_prompt(&self) -> Option<String> {
         lock(&self.details).as_ref().and_then(|d| d.prompt.clone())
     }
 

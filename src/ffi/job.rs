@@ -7,6 +7,7 @@ use super::{boundary, boundary_value, c_str, non_null};
 use crate::error::{Error, Result};
 use crate::job::Job;
 use crate::repository::{JobFilter, repository};
+use crate::state::JobState;
 use crate::wildcard::WildcardPattern;
 use std::ffi::{CString, c_char};
 use std::ptr;
@@ -39,7 +40,9 @@ pub(crate) fn unix_ns(t: Option<SystemTime>) -> i64 {
 }
 
 fn snapshot(job: &Job) -> bgjob_job_info {
-    let info = job.state_info();
+    // One read of state and times: three would race the job's changes (the soak test saw
+    // NotStarted with an end time set).
+    let (info, begin, end) = job.state_and_times();
     bgjob_job_info {
         id: job.id(),
         parent_id: job.parent_id(),
@@ -51,8 +54,8 @@ fn snapshot(job: &Job) -> bgjob_job_info {
         status_message: to_cstring(&job.status_message()),
         state: info.state as u32,
         reason: info.reason.as_deref().map(to_cstring),
-        begin_ns: unix_ns(job.begin_time()),
-        end_ns: unix_ns(job.end_time()),
+        begin_ns: unix_ns(begin),
+        end_ns: unix_ns(end),
         has_more_data: job.has_more_data(),
         children: job.children().iter().map(|c| c.id()).collect(),
         progress: job.progress().map(|p| {
@@ -62,7 +65,12 @@ fn snapshot(job: &Job) -> bgjob_job_info {
                 to_cstring(&p.status_description),
             )
         }),
-        prompt: job.prompt().as_deref().map(to_cstring),
+        // Only while the snapshot's state is Blocked (a prompt is what a Blocked job asks).
+        prompt: (info.state == JobState::Blocked)
+            .then(|| job.last_prompt())
+            .flatten()
+            .as_deref()
+            .map(to_cstring),
     }
 }
 
