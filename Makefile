@@ -1,13 +1,19 @@
 # bgjob — build, test, demo and sanitizer runs.
 #
 #   make demo      build everything and run the demo (a C and a Python program)
-#   make test      build everything and run every test (Rust, C, C++, install, examples, Python, docs)
+#   make test      build everything and run every test (Rust, C, C++ and both again against a
+#                  panic = "abort" build, install, examples, Python, docs)
 #   make install   install the library, headers, pkg-config file and CMake package (PREFIX, DESTDIR)
 #   make wheel     build the Python wheel and run the Python tests against it in a fresh venv
 #   make header    regenerate include/bgjob.h after a change to the C ABI (then commit it)
-#   make sanitize  run the C tests under valgrind memcheck (leaks and errors are fatal)
+#   make sanitize  the Rust tests under ThreadSanitizer and AddressSanitizer, the C tests
+#                  under valgrind memcheck (any report fails)
 #   make loom      model-check the core's races with loom (tests/loom.rs; not part of make test)
+#   make fuzz      the API fuzzer: FUZZ_CASES proptest cases, then cargo-fuzz for FUZZ_SECONDS
 #   make bench     run the benchmarks (benches/README.md): one table, bgjob against its peers
+#   make soak      10-minute soak (SOAK_SECONDS, SOAK_THREADS, SOAK_SEED): 8 host threads mix every
+#                  operation of the C API under an invariant checker (tests/soak/soak.c)
+#   make soak-smoke  the same soak driver for 5 s (for make test)
 
 SHELL    := bash
 CARGO    ?= cargo
@@ -28,7 +34,7 @@ CPPHDR   := bindings/cpp/bgjob.hpp
 # Per-program time limit: a hang is a failure, never a stuck CI.
 RUN      := timeout 300
 
-.PHONY: all build header install uninstall python tools wheel test-python test test-suites test-rust test-c test-cpp test-install test-examples test-docs test-readme test-readme-cpp test-readme-python demo sanitize loom bench bench-deps clean
+.PHONY: all build build-abort header install uninstall python tools wheel test-python test test-suites test-rust test-c test-cpp test-abort test-install test-examples test-docs test-readme test-readme-cpp test-readme-python demo sanitize sanitize-tsan sanitize-asan sanitize-memcheck rust-src loom fuzz bench bench-deps soak soak-smoke clean
 
 all: build
 
@@ -111,13 +117,27 @@ test:
 	      /^[A-Za-z_ ()+0-9-]*: [0-9]+ passed, [0-9]+ failed$$/ { p += $$(NF-3); f += $$(NF-1) } \
 	      END { printf "make test: %d passed, %d failed\n", p, f; exit f > 0 }' $(BUILD)/test.log
 
-test-suites: build test-rust test-c test-cpp test-install test-readme test-readme-cpp test-python test-readme-python test-examples test-docs
+test-suites: build test-rust test-c test-cpp test-abort test-install test-readme test-readme-cpp test-python test-readme-python test-examples test-docs soak-smoke
 
 test-rust:
 	$(CARGO) test --$(PROFILE)
 
 test-c: build $(C_TESTS)
 	@set -e; for t in $(C_TESTS); do echo "== $$t"; $(RUN) $$t; done
+
+# The C and C++ tests once more against the library built with panic = "abort" (the
+# release-abort profile): the same programs, given that library by LD_LIBRARY_PATH (they
+# are linked with a RUNPATH, which it overrides); ldd proves which library they load.
+ABORT_OUT := $(abspath target/release-abort)
+build-abort:
+	$(CARGO) build --profile release-abort --lib
+	ln -sfn libbgjob.so $(ABORT_OUT)/libbgjob.so.$(SOVERSION)
+
+test-abort: build-abort $(C_TESTS) $(CPP_TESTS)
+	@LD_LIBRARY_PATH=$(ABORT_OUT) ldd $(firstword $(C_TESTS)) | grep -q '$(ABORT_OUT)/libbgjob' || \
+	  { echo "test-abort: the tests do not load $(ABORT_OUT)/libbgjob.so"; exit 1; }
+	@set -e; for t in $(C_TESTS) $(CPP_TESTS); do echo "== panic=abort $$t"; \
+	  BGJOB_EXPECT_PANIC=abort LD_LIBRARY_PATH=$(ABORT_OUT) $(RUN) $$t; done
 
 # The C++ wrapper's tests (C++17, warnings are errors).
 $(BUILD)/cpp/%: tests/cpp/%.cpp $(wildcard tests/cpp/*.hpp) $(CPPHDR) $(HEADER) | build
@@ -250,14 +270,68 @@ demo: build $(BUILD)/demo python
 	@echo "==== the Python demo (examples/python/demo.py)"
 	$(VPY) examples/python/demo.py
 
+# make sanitize: the Rust tests (the library's own and every tests/*.rs) under
+# ThreadSanitizer and under AddressSanitizer (with LeakSanitizer), then valgrind memcheck
+# on every C test. Any report fails the run; the last line sums up all three.
+# -Zsanitizer is unstable: RUSTC_BOOTSTRAP=1 lets the stable toolchain take it (there is
+# no nightly here). The standard library is rebuilt instrumented (-Zbuild-std, from the
+# rust-src component, added if missing): against an uninstrumented std, TSan cannot see
+# std's locks and reports races that are not there (8 in the library's own tests).
+# TSan cannot follow a fork of a threaded process: die_after_fork=0 lets the fork tests'
+# children run on (their own checks still count). The Python extension is not sanitized.
+HOST      := $(shell rustc -vV 2>/dev/null | sed -n 's/^host: //p')
+SAN_CARGO := RUSTC_BOOTSTRAP=1 $(CARGO) test -Zbuild-std --target $(HOST) --lib --tests
+SAN_LOG   := $(BUILD)/sanitize
+
+rust-src:
+	@rustup component list --installed 2>/dev/null | grep -q '^rust-src' || rustup component add rust-src
+
+sanitize-tsan: rust-src
+	@mkdir -p $(SAN_LOG)
+	@set -o pipefail; RUSTFLAGS="-Zsanitizer=thread" \
+	  TSAN_OPTIONS="halt_on_error=1 die_after_fork=0 second_deadlock_stack=1" \
+	  $(SAN_CARGO) --target-dir target/tsan 2>&1 | tee $(SAN_LOG)/tsan.log
+	@$(call san_summary,ThreadSanitizer,tsan,WARNING: ThreadSanitizer)
+
+sanitize-asan: rust-src
+	@mkdir -p $(SAN_LOG)
+	@set -o pipefail; RUSTFLAGS="-Zsanitizer=address" ASAN_OPTIONS="detect_leaks=1" \
+	  $(SAN_CARGO) --target-dir target/asan 2>&1 | tee $(SAN_LOG)/asan.log
+	@$(call san_summary,AddressSanitizer+LeakSanitizer,asan,ERROR: [A-Za-z]*Sanitizer)
+
+# $(call san_summary,NAME,LOG,REPORT-PATTERN): one line with the programs, tests and reports.
+san_summary = awk '/^test result:/ { p++; t += $$4 } /$(3)/ { r++ } \
+	  END { printf "sanitize: $(1): %d test programs, %d tests passed, %d reports\n", p, t, r; exit r > 0 }' \
+	  $(SAN_LOG)/$(2).log | tee $(SAN_LOG)/$(2).summary
+
 # valgrind memcheck on every C test: any error or leak fails the run. A process job's
 # child is forked under valgrind until it execs; --child-silent-after-fork keeps the leak
 # report of a child whose exec failed (a copy of the test's heap) out of the output.
 VALGRIND := valgrind --suppressions=tests/valgrind.supp --child-silent-after-fork=yes --error-exitcode=99 --leak-check=full --show-leak-kinds=definite,indirect,possible --errors-for-leak-kinds=definite,indirect,possible --fair-sched=yes
-sanitize: build $(C_TESTS)
+sanitize-memcheck: build $(C_TESTS) $(BUILD)/soak/soak
 	@command -v valgrind >/dev/null || { apt-get update -qq && apt-get install -y -qq valgrind; }
+	@mkdir -p $(SAN_LOG)
 	@set -e; for t in $(C_TESTS); do echo "== valgrind $$t"; BGJOB_SANITIZE=1 $(RUN) $(VALGRIND) $$t; done
-	@echo "sanitize: valgrind memcheck found no errors and no leaks in $(words $(C_TESTS)) C test programs"
+	@echo "== valgrind $(BUILD)/soak/soak (the soak driver, 20 s)"
+	SOAK_SECONDS=20 $(RUN) $(VALGRIND) $(BUILD)/soak/soak
+	@echo "sanitize: valgrind memcheck: $(words $(C_TESTS)) C test programs and the soak driver (20 s), no errors and no leaks" | tee $(SAN_LOG)/memcheck.summary
+
+sanitize: sanitize-tsan sanitize-asan sanitize-memcheck
+	@cat $(SAN_LOG)/tsan.summary $(SAN_LOG)/asan.summary $(SAN_LOG)/memcheck.summary
+
+# make fuzz: the API fuzzer both ways over the same reference model (tests/fuzz_api.rs):
+# the proptest state machine with FUZZ_CASES cases (make test runs 500), then cargo-fuzz
+# (libFuzzer; cargo-fuzz is installed if missing) for FUZZ_SECONDS. A broken promise
+# fails the run; libFuzzer keeps the input in fuzz/artifacts/api/ (fuzz/fuzz_targets/api.rs
+# says how to replay it). -detect_leaks=0: see api.rs (make sanitize checks leaks).
+FUZZ_CASES   ?= 20000
+FUZZ_SECONDS ?= 600
+fuzz:
+	BGJOB_FUZZ_CASES=$(FUZZ_CASES) BGJOB_FUZZ_STATS=1 $(CARGO) test --release --test fuzz_api -- --nocapture
+	@command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
+	@mkdir -p $(BUILD)/fuzz-corpus
+	RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run api $(BUILD)/fuzz-corpus -- -max_total_time=$(FUZZ_SECONDS) \
+	  -max_len=200 -len_control=0 -detect_leaks=0
 
 # Model checks (tests/loom.rs): the core built with `--cfg loom`, its locks, atomics and
 # threads loom's (src/sync.rs), each model run under every interleaving of its threads with
@@ -300,6 +374,27 @@ bench-deps:
 bench: bench-deps build python $(BENCH_C) $(BUILD)/bench/process_spawn
 	$(CARGO) bench --bench floor --no-run
 	CARGO="$(CARGO)" $(VPY) benches/run.py --bin-dir $(BUILD)/bench --out $(BUILD)/bench/results.txt
+
+# The soak test (tests/soak/soak.c): SOAK_THREADS host threads mix every operation of the C
+# API for SOAK_SECONDS under an invariant checker (no record lost or handed out twice, every
+# callback once per change, every finalizer once, documented statuses, repository empty,
+# threads and resident set back at the end). Not part of `make test`: soak-smoke is the same
+# driver for 5 s. The driver has its own watchdog (no progress for 60 s: abort); the outer
+# timeout only guards against a hang outside it. SOAK_SEED replays a run's choices.
+SOAK_SECONDS ?= 600
+SOAK_THREADS ?= 8
+SOAK_ENV     := SOAK_THREADS=$(SOAK_THREADS) $(if $(SOAK_SEED),SOAK_SEED=$(SOAK_SEED))
+
+$(BUILD)/soak/soak: tests/soak/soak.c $(wildcard tests/soak/*.h) $(wildcard tests/c/*.h) $(HEADER) | build
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(CWARN) -std=c11 -Iinclude -Itests/c -Itests/soak $< -o $@ $(LINK)
+
+soak: build $(BUILD)/soak/soak
+	$(SOAK_ENV) SOAK_SECONDS=$(SOAK_SECONDS) timeout $$(( $(SOAK_SECONDS) + 900 )) $(BUILD)/soak/soak
+
+soak-smoke: build $(BUILD)/soak/soak
+	$(SOAK_ENV) SOAK_SECONDS=5 $(RUN) $(BUILD)/soak/soak
+	@echo "soak-smoke: 1 passed, 0 failed"
 
 clean:
 	$(CARGO) clean
