@@ -948,6 +948,20 @@ static void start_failed(track *t) {
     track_free(t);
 }
 
+/* A start's outcome `st` (with the id it gave: take the status first, the id after):
+ * on success the job is this host's (its id recorded, counted); on failure its track goes
+ * (its finalizers checked first). True if it started. */
+static bool adopt(host *h, track *t, bgjob_status st, uint64_t id) {
+    if (st != BGJOB_OK || id == 0) {
+        start_failed(t);
+        return false;
+    }
+    t->id = id;
+    atomic_store(&h->op_job, id);
+    own_add(h, t);
+    return true;
+}
+
 static void op_start(host *h) {
     static const int kinds[] = {K_OUTPUT, K_OUTPUT, K_OUTPUT, K_OUTPUT, K_FAIL_RC, K_FAIL_CTX,
                                 K_COOP,   K_COOP,   K_UNTIL_STOP, K_INPUT, K_NESTED};
@@ -996,13 +1010,7 @@ static void op_start(host *h) {
         if (pool != NULL) EXPECT(bgjob_spec_set_pool(spec, pool), OKB);
         st = EXPECT(bgjob_start(spec, &id), OKB);
     }
-    if (st != BGJOB_OK || id == 0) {
-        start_failed(t);
-        return;
-    }
-    t->id = id;
-    atomic_store(&h->op_job, id);
-    own_add(h, t);
+    if (!adopt(h, t, st, id)) return;
     if (!t->cbcheck && !t->self_remove && (t->slow || kind == K_COOP || kind == K_UNTIL_STOP ||
                                           chance(&h->rng, 10)))
         publish(h, t);
@@ -1031,13 +1039,8 @@ static void op_parallel(host *h) {
     EXPECT(bgjob_spec_set_throttle_limit(spec, rnd(&h->rng, 4)), OKB);
     if (pool != NULL) EXPECT(bgjob_spec_set_pool(spec, pool), OKB);
     uint64_t id = 0;
-    if (EXPECT(bgjob_start(spec, &id), OKB) != BGJOB_OK || id == 0) {
-        start_failed(t);
-        return;
-    }
-    t->id = id;
-    atomic_store(&h->op_job, id);
-    own_add(h, t);
+    bgjob_status st = EXPECT(bgjob_start(spec, &id), OKB);
+    if (!adopt(h, t, st, id)) return;
     if (!t->cbcheck && chance(&h->rng, 40)) publish(h, t);
 }
 
@@ -1117,15 +1120,10 @@ static void op_process(host *h, bool inline_run) {
     uint64_t id = 0;
     bgjob_status st = inline_run ? EXPECT(bgjob_run_inline(spec, &id), OKB)
                                  : EXPECT(bgjob_start(spec, &id), OKB);
-    if (st != BGJOB_OK || id == 0) {
-        start_failed(t);
-        return;
+    if (adopt(h, t, st, id)) {
+        t->is_inline = inline_run;
+        t->known_finished = inline_run;
     }
-    t->id = id;
-    t->is_inline = inline_run;
-    t->known_finished = inline_run;
-    atomic_store(&h->op_job, id);
-    own_add(h, t);
 }
 
 /* OP_INLINE: a thread job run on this thread (or, sometimes, a process job). */
@@ -1146,14 +1144,10 @@ static void op_inline(host *h) {
     t->cbcheck = t->spec_cb && chance(&h->rng, 50);
     EXPECT(bgjob_spec_set_work(spec, soak_work, t, work_finalizer), OKB);
     uint64_t id = 0;
-    if (EXPECT(bgjob_run_inline(spec, &id), OKB) != BGJOB_OK || id == 0) {
-        start_failed(t);
-        return;
-    }
-    t->id = id;
+    bgjob_status st = EXPECT(bgjob_run_inline(spec, &id), OKB);
+    if (!adopt(h, t, st, id)) return;
     t->is_inline = true;
     t->known_finished = true; /* it returns after the finished callbacks */
-    own_add(h, t);
     /* It is finished now, and the work's user data was finalized before that. */
     bgjob_job_state s = 99;
     EXPECT(bgjob_get_state(id, &s), OKB);
@@ -1189,13 +1183,8 @@ static void op_custom_new(host *h) {
     EXPECT(bgjob_spec_on_stop(spec, on_custom_stop, t, stop_finalizer), OKB);
     t->cbcheck = t->spec_cb && chance(&h->rng, 30);
     uint64_t id = 0;
-    if (EXPECT(bgjob_create_custom(spec, &id), OKB) != BGJOB_OK || id == 0) {
-        start_failed(t);
-        return;
-    }
-    t->id = id;
-    atomic_store(&h->op_job, id);
-    own_add(h, t);
+    bgjob_status st = EXPECT(bgjob_create_custom(spec, &id), OKB);
+    if (!adopt(h, t, st, id)) return;
     bgjob_job_state s = 99;
     EXPECT(bgjob_get_state(id, &s), OKB);
     VCHECK(s == BGJOB_STATE_NOT_STARTED, "custom job %" PRIu64 " is %s when made", id,
