@@ -93,10 +93,7 @@ impl CallbackList {
 
     /// Whether no thread holds the list's lock now (see `Job::locks_free`).
     pub(crate) fn is_unlocked(&self) -> bool {
-        !matches!(
-            self.list.try_lock(),
-            Err(std::sync::TryLockError::WouldBlock)
-        )
+        crate::sync::is_unlocked(&self.list)
     }
 
     /// Held across a `fork()` (see `fork.rs`): a child that inherited it locked would

@@ -27,7 +27,7 @@ use crate::sync::{Condvar, Mutex, MutexGuard, lock, wait_step, wait_until};
 use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU16, AtomicU64};
-use std::sync::{Arc, TryLockError, Weak};
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant, SystemTime};
 use uuid::Uuid;
 
@@ -988,9 +988,7 @@ impl Job {
     /// at the fork stays held for ever here; one a thread of the child holds is let go soon,
     /// so a caller asks again before it gives the job up.
     pub(crate) fn locks_free(&self) -> bool {
-        fn free<T>(m: &Mutex<T>) -> bool {
-            !matches!(m.try_lock(), Err(TryLockError::WouldBlock))
-        }
+        use crate::sync::is_unlocked as free;
         free(&self.state)
             && free(&self.records)
             && free(&self.details)
@@ -1404,7 +1402,6 @@ impl Job {
     }
 }
 
-/// Takes (or, with `keep`, copies) up to `max` records across `queues` in sequence order.
 /// A fork generation as `Job::queued_in` holds it (0 is "never queued"): 16 bits, which
 /// fit where the job's record has padding. The tags of two generations 65,535 forks apart
 /// are the same, a depth of forks of forks no process reaches.
@@ -1412,6 +1409,7 @@ fn generation_tag(generation: u64) -> u16 {
     (generation as u16).wrapping_add(1).max(1)
 }
 
+/// Takes (or, with `keep`, copies) up to `max` records across `queues` in sequence order.
 fn merge_take(queues: &mut [&mut RecordQueue], max: usize, keep: bool) -> Vec<Record> {
     if queues.len() == 1 {
         let q = &mut queues[0].records;

@@ -172,12 +172,8 @@ impl Repository {
 
     /// The jobs that match `filter`, sorted by id.
     pub fn find(&self, filter: &JobFilter) -> Vec<Arc<Job>> {
-        let mut all: Vec<Arc<Job>> = Vec::new();
-        for shard in &self.shards {
-            let shard = read(shard);
-            all.extend(shard.values().cloned());
-        }
         // The filter reads job state; it runs without any shard lock held.
+        let mut all = self.all();
         all.retain(|j| filter.matches(j));
         all.sort_unstable_by_key(|j| j.id());
         if let Some(n) = filter.newest {

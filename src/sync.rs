@@ -104,6 +104,12 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+/// Whether no thread holds `m` now (a poisoned lock is free). For a forked child, which
+/// must not block on a lock a vanished thread of its parent held at the fork.
+pub(crate) fn is_unlocked<T>(m: &Mutex<T>) -> bool {
+    !matches!(m.try_lock(), Err(std::sync::TryLockError::WouldBlock))
+}
+
 /// Read-locks `l`, shrugging off poisoning as [`lock`] does.
 pub(crate) fn read<T>(l: &RwLock<T>) -> RwLockReadGuard<'_, T> {
     l.read().unwrap_or_else(PoisonError::into_inner)

@@ -958,8 +958,22 @@ pub enum Unreg {
     Bogus(IdRef, u16),
 }
 
-#[derive(Clone, Copy, Debug)]
-pub enum BadStart {
+/// The misuses of a start: each kind once in `ALL`, which the proptest strategy and the
+/// byte decoder both draw from (a kind added here is drawn by both).
+macro_rules! bad_starts {
+    ($($kind:ident),* $(,)?) => {
+        #[derive(Clone, Copy, Debug)]
+        pub enum BadStart {
+            $($kind),*
+        }
+
+        impl BadStart {
+            const ALL: &'static [BadStart] = &[$(BadStart::$kind),*];
+        }
+    };
+}
+
+bad_starts! {
     NullSpec,
     NullOutId,
     NoWork,
@@ -4311,29 +4325,7 @@ fn pattern() -> impl Strategy<Value = Pattern> {
 }
 
 fn bad_start() -> impl Strategy<Value = BadStart> {
-    use BadStart::*;
-    proptest::sample::select(vec![
-        NullSpec,
-        NullOutId,
-        NoWork,
-        ArgvAndWork,
-        ArgvAndInputs,
-        LocationOnThread,
-        GraceWithoutArgv,
-        MissingWorkDir,
-        ArgcZero,
-        ArgvNull,
-        InputNullWithLen,
-        StartFnNullWork,
-        StartFnNullOut,
-        FreeUnstarted,
-        SetWorkNull,
-        SetWorkTwice,
-        CallbackNull,
-        NullSpecSetters,
-        InlineWithInputs,
-        SpecNewNullOut,
-    ])
+    proptest::sample::select(BadStart::ALL.to_vec())
 }
 
 fn receive_flags() -> impl Strategy<Value = u32> {
@@ -4741,32 +4733,7 @@ impl ByteReader<'_> {
                 },
                 spec_cb: self.bool(),
             },
-            10 => {
-                use BadStart::*;
-                let all = [
-                    NullSpec,
-                    NullOutId,
-                    NoWork,
-                    ArgvAndWork,
-                    ArgvAndInputs,
-                    LocationOnThread,
-                    GraceWithoutArgv,
-                    MissingWorkDir,
-                    ArgcZero,
-                    ArgvNull,
-                    InputNullWithLen,
-                    StartFnNullWork,
-                    StartFnNullOut,
-                    FreeUnstarted,
-                    SetWorkNull,
-                    SetWorkTwice,
-                    CallbackNull,
-                    NullSpecSetters,
-                    InlineWithInputs,
-                    SpecNewNullOut,
-                ];
-                Op::BadStart(all[usize::from(self.u8()) % all.len()])
-            }
+            10 => Op::BadStart(BadStart::ALL[usize::from(self.u8()) % BadStart::ALL.len()]),
             11 => Op::GetState {
                 id: self.id(),
                 null_out: self.u8() % 10 == 0,

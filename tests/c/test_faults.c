@@ -157,6 +157,19 @@ static bool wait_done(uint64_t id) {
     return bgjob_wait(&id, 1, BGJOB_WAIT_ALL, BOUND_MS, NULL, NULL) == BGJOB_OK;
 }
 
+/* Starts a job named `name` on `pool` running `work(data)` (finalizer `fin`), its changes
+ * recorded by `rec`; its id (0 if the start failed, which is a failed check). */
+static uint64_t start_recorded(const char *name, bgjob_work_fn work, void *data, bgjob_finalizer fin,
+                               recorder *rec, bgjob_pool *pool) {
+    bgjob_spec *spec = named_spec(name);
+    CHECK_OK(bgjob_spec_set_work(spec, work, data, fin));
+    CHECK_OK(bgjob_spec_on_state_changed(spec, recorder_cb, rec, recorder_fin));
+    CHECK_OK(bgjob_spec_set_pool(spec, pool));
+    uint64_t id = 0;
+    CHECK_OK(bgjob_start(spec, &id));
+    return id;
+}
+
 /* The library is still usable: a job on `pool` (NULL: the default pool) starts, writes
  * "2", completes and is removed. */
 static void still_usable(const bgjob_pool *pool) {
@@ -255,12 +268,7 @@ static void test_work_error_return(void) {
     probe_init(&p, 0);
     recorder rec;
     recorder_init(&rec);
-    bgjob_spec *spec = named_spec("faults-work-error");
-    CHECK_OK(bgjob_spec_set_work(spec, work_error_7, &p, probe_finalize));
-    CHECK_OK(bgjob_spec_on_state_changed(spec, recorder_cb, &rec, recorder_fin));
-    CHECK_OK(bgjob_spec_set_pool(spec, g_pool));
-    uint64_t id = 0;
-    CHECK_OK(bgjob_start(spec, &id));
+    uint64_t id = start_recorded("faults-work-error", work_error_7, &p, probe_finalize, &rec, g_pool);
     CHECK(wait_done(id));
     CHECK(job_is(id, BGJOB_STATE_FAILED, "the work returned 7"));
     CHECK(saw(&rec, id, RUN_FAILED, 2));
@@ -331,12 +339,7 @@ static void test_work_injected_panic(void) {
         ps.return_status = variant == 1;
         recorder rec;
         recorder_init(&rec);
-        bgjob_spec *spec = named_spec("faults-work-panic");
-        CHECK_OK(bgjob_spec_set_work(spec, work_injects_a_panic, &ps.p, probe_finalize));
-        CHECK_OK(bgjob_spec_on_state_changed(spec, recorder_cb, &rec, recorder_fin));
-        CHECK_OK(bgjob_spec_set_pool(spec, one));
-        uint64_t id = 0;
-        CHECK_OK(bgjob_start(spec, &id));
+        uint64_t id = start_recorded("faults-work-panic", work_injects_a_panic, &ps.p, probe_finalize, &rec, one);
         CHECK(wait_done(id));
         CHECK(atomic_load(&ps.status) == BGJOB_E_PANIC);
         CHECK(atomic_load(&ps.message_ok));
@@ -637,12 +640,7 @@ static void test_record_writes_with_bad_arguments(void) {
     atomic_init(&bw.wrong, 0);
     recorder rec;
     recorder_init(&rec);
-    bgjob_spec *spec = named_spec("faults-bad-writes");
-    CHECK_OK(bgjob_spec_set_work(spec, work_bad_writes, &bw, NULL));
-    CHECK_OK(bgjob_spec_on_state_changed(spec, recorder_cb, &rec, recorder_fin));
-    CHECK_OK(bgjob_spec_set_pool(spec, g_pool));
-    uint64_t id = 0;
-    CHECK_OK(bgjob_start(spec, &id));
+    uint64_t id = start_recorded("faults-bad-writes", work_bad_writes, &bw, NULL, &rec, g_pool);
     CHECK(wait_done(id));
     CHECK(atomic_load(&bw.wrong) == 0);
     CHECK(job_is(id, BGJOB_STATE_COMPLETED, NULL));
@@ -756,12 +754,7 @@ static void test_finalizer_starts_and_waits_for_a_job(void) {
     reentrant_init(&r, one);
     recorder rec;
     recorder_init(&rec);
-    bgjob_spec *spec = named_spec("faults-fin-start");
-    CHECK_OK(bgjob_spec_set_work(spec, work_note_id, &r, fin_starts_and_waits));
-    CHECK_OK(bgjob_spec_on_state_changed(spec, recorder_cb, &rec, recorder_fin));
-    CHECK_OK(bgjob_spec_set_pool(spec, one));
-    uint64_t id = 0;
-    CHECK_OK(bgjob_start(spec, &id));
+    uint64_t id = start_recorded("faults-fin-start", work_note_id, &r, fin_starts_and_waits, &rec, one);
     CHECK(wait_done(id));
     CHECK(atomic_load(&r.finalized) == 1);
     CHECK(atomic_load(&r.st_get) == BGJOB_OK);
@@ -801,12 +794,7 @@ static void test_finalizer_waits_on_its_running_job(void) {
     reentrant_init(&r, g_pool);
     recorder rec;
     recorder_init(&rec);
-    bgjob_spec *spec = named_spec("faults-fin-wait-own");
-    CHECK_OK(bgjob_spec_set_work(spec, work_note_id, &r, fin_waits_on_own_job));
-    CHECK_OK(bgjob_spec_on_state_changed(spec, recorder_cb, &rec, recorder_fin));
-    CHECK_OK(bgjob_spec_set_pool(spec, g_pool));
-    uint64_t id = 0;
-    CHECK_OK(bgjob_start(spec, &id));
+    uint64_t id = start_recorded("faults-fin-wait-own", work_note_id, &r, fin_waits_on_own_job, &rec, g_pool);
     CHECK(wait_done(id));
     CHECK(atomic_load(&r.finalized) == 1);
     CHECK(atomic_load(&r.st_wait) == BGJOB_E_WOULD_DEADLOCK);
@@ -833,12 +821,7 @@ static void test_finalizer_removes_its_own_job(void) {
     reentrant_init(&r, g_pool);
     recorder rec;
     recorder_init(&rec);
-    bgjob_spec *spec = named_spec("faults-fin-remove-own");
-    CHECK_OK(bgjob_spec_set_work(spec, work_note_id, &r, fin_removes_own_job));
-    CHECK_OK(bgjob_spec_on_state_changed(spec, recorder_cb, &rec, recorder_fin));
-    CHECK_OK(bgjob_spec_set_pool(spec, g_pool));
-    uint64_t id = 0;
-    CHECK_OK(bgjob_start(spec, &id));
+    uint64_t id = start_recorded("faults-fin-remove-own", work_note_id, &r, fin_removes_own_job, &rec, g_pool);
     /* The id goes once the finalizer removed it; the registration ends with it. */
     CHECK(wait_for_count(&rec.finalized, 1, BOUND_MS));
     CHECK(state_of(id) == 99);
@@ -877,12 +860,7 @@ static void test_finalizer_of_a_job_stopped_while_queued(void) {
     reentrant_init(&r, NULL);
     recorder rec;
     recorder_init(&rec);
-    bgjob_spec *spec = named_spec("faults-fin-queued");
-    CHECK_OK(bgjob_spec_set_work(spec, work_note_id, &r, fin_of_a_queued_job));
-    CHECK_OK(bgjob_spec_on_state_changed(spec, recorder_cb, &rec, recorder_fin));
-    CHECK_OK(bgjob_spec_set_pool(spec, b.pool));
-    uint64_t id = 0;
-    CHECK_OK(bgjob_start(spec, &id));
+    uint64_t id = start_recorded("faults-fin-queued", work_note_id, &r, fin_of_a_queued_job, &rec, b.pool);
     atomic_store(&r.own, id);
     CHECK_OK(bgjob_stop(id, BOUND_MS));
     CHECK(atomic_load(&r.finalized) == 1);
