@@ -554,57 +554,20 @@ class Evil:
     called: List[str] = []
     exc_type: type = ValueError
 
-    def _raise(self, what: str) -> Any:
+
+def _evil_method(what: str) -> Callable[..., Any]:
+    def method(self: Evil, *args: Any) -> Any:
         Evil.called.append(what)
         raise Evil.exc_type(what)
 
-    def __repr__(self) -> str:
-        return self._raise("repr")
+    return method
 
-    def __str__(self) -> str:
-        return self._raise("str")
 
-    def __format__(self, spec: str) -> str:
-        return self._raise("format")
-
-    def __eq__(self, other: object) -> bool:
-        return self._raise("eq")
-
-    def __ne__(self, other: object) -> bool:
-        return self._raise("ne")
-
-    def __hash__(self) -> int:
-        return self._raise("hash")
-
-    def __bool__(self) -> bool:
-        return self._raise("bool")
-
-    def __len__(self) -> int:
-        return self._raise("len")
-
-    def __iter__(self) -> Any:
-        return self._raise("iter")
-
-    def __index__(self) -> int:
-        return self._raise("index")
-
-    def __int__(self) -> int:
-        return self._raise("int")
-
-    def __float__(self) -> float:
-        return self._raise("float")
-
-    def __getstate__(self) -> Any:
-        return self._raise("getstate")
-
-    def __reduce_ex__(self, protocol: Any) -> Any:
-        return self._raise("reduce_ex")
-
-    def __copy__(self) -> Any:
-        return self._raise("copy")
-
-    def __deepcopy__(self, memo: Any) -> Any:
-        return self._raise("deepcopy")
+# Every conversion and protocol a binding might reach for, each recording its name and
+# raising (set on the class: Python looks special methods up there).
+for _what in ("repr", "str", "format", "eq", "ne", "hash", "bool", "len", "iter", "index",
+              "int", "float", "getstate", "reduce_ex", "copy", "deepcopy"):
+    setattr(Evil, f"__{_what}__", _evil_method(_what))
 
 
 def cell_records_evil(exc_type: type) -> Dict[str, Any]:
