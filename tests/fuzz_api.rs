@@ -2025,6 +2025,29 @@ impl Model {
         Ok(t)
     }
 
+    /// A started job's spec callback if the case asks for one (`wanted`): it hears the
+    /// spec's one job from NotStarted on and removes nothing. Its token, if added.
+    unsafe fn spec_cb_if(
+        &mut self,
+        spec: *mut bgjob_spec,
+        wanted: bool,
+        thread_work: Option<u64>,
+        records_known: bool,
+    ) -> R<Option<u64>> {
+        if !wanted {
+            return Ok(None);
+        }
+        let p = CallbackParams {
+            spec: true,
+            job: None,
+            thread_work,
+            records_known,
+            self_remove: None,
+        };
+        // SAFETY: a live spec, as the caller's own contract says.
+        unsafe { self.add_spec_cb(spec, p) }.map(Some)
+    }
+
     fn new_spec(&mut self) -> R<*mut bgjob_spec> {
         let mut spec: *mut bgjob_spec = null_mut();
         // SAFETY: a writable out-pointer.
@@ -2426,20 +2449,7 @@ impl Model {
             self.call("spec_set_throttle_limit", &[BGJOB_OK], || {
                 bgjob_spec_set_throttle_limit(spec, u32::from(throttle))
             })?;
-            let cb = if spec_cb {
-                Some(self.add_spec_cb(
-                    spec,
-                    CallbackParams {
-                        spec: true,
-                        job: None,
-                        thread_work: None,
-                        records_known: true,
-                        self_remove: None,
-                    },
-                )?)
-            } else {
-                None
-            };
+            let cb = self.spec_cb_if(spec, spec_cb, None, true)?;
             self.call("start (parallel)", &[BGJOB_OK], || {
                 bgjob_start(spec, &mut id)
             })?;
@@ -2528,20 +2538,7 @@ impl Model {
             self.call(&format!("spec_set_output_mode({mode})"), &[want], || {
                 bgjob_spec_set_output_mode(spec, mode)
             })?;
-            let cb = if spec_cb {
-                Some(self.add_spec_cb(
-                    spec,
-                    CallbackParams {
-                        spec: true,
-                        job: None,
-                        thread_work: None,
-                        records_known: false,
-                        self_remove: None,
-                    },
-                )?)
-            } else {
-                None
-            };
+            let cb = self.spec_cb_if(spec, spec_cb, None, false)?;
             self.call("start (process)", &[BGJOB_OK], || {
                 bgjob_start(spec, &mut id)
             })?;
@@ -2587,23 +2584,8 @@ impl Model {
                 self.call("spec_set_argv", &[BGJOB_OK], || unsafe {
                     bgjob_spec_set_argv(spec, ptrs.as_ptr(), ptrs.len())
                 })?;
-                let cb = if spec_cb {
-                    // SAFETY: a live spec.
-                    Some(unsafe {
-                        self.add_spec_cb(
-                            spec,
-                            CallbackParams {
-                                spec: true,
-                                job: None,
-                                thread_work: None,
-                                records_known: false,
-                                self_remove: None,
-                            },
-                        )
-                    }?)
-                } else {
-                    None
-                };
+                // SAFETY: a live spec.
+                let cb = unsafe { self.spec_cb_if(spec, spec_cb, None, false) }?;
                 (Kind::Process { program: p }, cb)
             }
             None => {
@@ -2619,23 +2601,8 @@ impl Model {
                 self.call("spec_set_work", &[BGJOB_OK], || unsafe {
                     bgjob_spec_set_work(spec, Some(work_fn), work as *mut c_void, Some(finalize))
                 })?;
-                let cb = if spec_cb {
-                    // SAFETY: a live spec.
-                    Some(unsafe {
-                        self.add_spec_cb(
-                            spec,
-                            CallbackParams {
-                                spec: true,
-                                job: None,
-                                thread_work: Some(work),
-                                records_known: true,
-                                self_remove: None,
-                            },
-                        )
-                    }?)
-                } else {
-                    None
-                };
+                // SAFETY: a live spec.
+                let cb = unsafe { self.spec_cb_if(spec, spec_cb, Some(work), true) }?;
                 (Kind::Thread { work, behaviour }, cb)
             }
         };
