@@ -208,6 +208,27 @@ struct BusyPool {
 }
 
 impl BusyPool {
+    /// Queues behind the blocker a job whose work's data panics when dropped (the work
+    /// only keeps it): the job, the changes its callback saw, and the data's drop count.
+    fn queue_panicking_drop(
+        &self,
+        prefix: &str,
+        message: &'static str,
+    ) -> (Arc<Job>, Events, Arc<AtomicUsize>) {
+        let (data, dropped) = PanicOnDrop::new(message);
+        let (events, rec) = recorder();
+        let job = JobSpec::new(move |_| {
+            data.keep();
+            Ok(())
+        })
+        .name(format!("{prefix}-job"))
+        .on_state_changed(rec)
+        .pool(&self.pool)
+        .start()
+        .unwrap();
+        (job, events, dropped)
+    }
+
     fn new(prefix: &str) -> BusyPool {
         let pool = Pool::new(1, 0).unwrap();
         let gate = Gate::default();
@@ -978,17 +999,8 @@ fn work_data_whose_drop_panics_when_stopped_while_queued() {
     quiet_injected_panics();
     let prefix = unique("queued-drop");
     let busy = BusyPool::new(&prefix);
-    let (data, dropped) = PanicOnDrop::new("injected: unrun work's data dropped");
-    let (events, rec) = recorder();
-    let job = JobSpec::new(move |_| {
-        data.keep();
-        Ok(())
-    })
-    .name(format!("{prefix}-job"))
-    .on_state_changed(rec)
-    .pool(&busy.pool)
-    .start()
-    .unwrap();
+    let (job, events, dropped) =
+        busy.queue_panicking_drop(&prefix, "injected: unrun work's data dropped");
     let j = job.clone();
     let stopped = bounded("stop_job", move || stop_job(&j, Some(BOUND)));
     assert_eq!(drops(&dropped), 1);
@@ -1016,17 +1028,8 @@ fn pool_shutdown_with_a_queued_job_whose_data_drop_panics() {
     quiet_injected_panics();
     let prefix = unique("shutdown-drop");
     let busy = BusyPool::new(&prefix);
-    let (data, dropped) = PanicOnDrop::new("injected: drained work's data dropped");
-    let (events, rec) = recorder();
-    let job = JobSpec::new(move |_| {
-        data.keep();
-        Ok(())
-    })
-    .name(format!("{prefix}-job"))
-    .on_state_changed(rec)
-    .pool(&busy.pool)
-    .start()
-    .unwrap();
+    let (job, events, dropped) =
+        busy.queue_panicking_drop(&prefix, "injected: drained work's data dropped");
     let p = busy.pool.clone();
     let shut = bounded("Pool::shutdown", move || p.shutdown(Some(Duration::ZERO)));
     busy.gate.open();
