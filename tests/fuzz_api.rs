@@ -2048,6 +2048,29 @@ impl Model {
         unsafe { self.add_spec_cb(spec, p) }.map(Some)
     }
 
+    /// Sets a filter's name or command pattern `p` with `set` (named `what`), which refuses
+    /// NULL and invalid UTF-8; the pattern the filter then holds, if it took it.
+    unsafe fn set_filter_pattern(
+        &mut self,
+        f: *mut bgjob_filter,
+        p: Pattern,
+        what: &str,
+        set: unsafe extern "C" fn(*mut bgjob_filter, *const c_char) -> u32,
+    ) -> R<Option<Vec<u8>>> {
+        let c = p.bytes().map(|b| CString::new(b).expect("no NUL"));
+        let ptr = c.as_ref().map_or(null(), |c| c.as_ptr());
+        let want = if p.valid() {
+            BGJOB_OK
+        } else {
+            BGJOB_E_INVALID_ARGUMENT
+        };
+        // SAFETY: a live filter; the pattern outlives the call.
+        self.call(&format!("{what}({p:?})"), &[want], || unsafe {
+            set(f, ptr)
+        })?;
+        Ok(if p.valid() { p.bytes() } else { None })
+    }
+
     fn new_spec(&mut self) -> R<*mut bgjob_spec> {
         let mut spec: *mut bgjob_spec = null_mut();
         // SAFETY: a writable out-pointer.
@@ -3158,34 +3181,12 @@ impl Model {
             let mut name_pat = None;
             let mut cmd_pat = None;
             if let Some(p) = name {
-                let c = p.bytes().map(|b| CString::new(b).expect("no NUL"));
-                let ptr = c.as_ref().map_or(null(), |c| c.as_ptr());
-                let want = if p.valid() {
-                    BGJOB_OK
-                } else {
-                    BGJOB_E_INVALID_ARGUMENT
-                };
-                self.call(&format!("filter_set_name({p:?})"), &[want], || {
-                    bgjob_filter_set_name(f, ptr)
-                })?;
-                if p.valid() {
-                    name_pat = p.bytes();
-                }
+                name_pat =
+                    self.set_filter_pattern(f, p, "filter_set_name", bgjob_filter_set_name)?;
             }
             if let Some(p) = command {
-                let c = p.bytes().map(|b| CString::new(b).expect("no NUL"));
-                let ptr = c.as_ref().map_or(null(), |c| c.as_ptr());
-                let want = if p.valid() {
-                    BGJOB_OK
-                } else {
-                    BGJOB_E_INVALID_ARGUMENT
-                };
-                self.call(&format!("filter_set_command({p:?})"), &[want], || {
-                    bgjob_filter_set_command(f, ptr)
-                })?;
-                if p.valid() {
-                    cmd_pat = p.bytes();
-                }
+                cmd_pat =
+                    self.set_filter_pattern(f, p, "filter_set_command", bgjob_filter_set_command)?;
             }
             if let Some(s) = state {
                 let want = if s <= 10 {
